@@ -1,0 +1,2 @@
+//! shardline-node: a Redis-compatible server.
+pub mod resp;
