@@ -1,2 +1,18 @@
-//! shardline-node: a Redis-compatible server.
+//! shardline-node: a Redis-compatible server whose cluster mode is
+//! wire-compatible with Redis 7 Cluster.
+
+pub mod cmd;
+pub mod cmdspec;
+pub mod config;
+pub mod engine;
+pub mod glob;
+pub mod node;
+pub mod pubsub;
 pub mod resp;
+pub mod server;
+pub mod stats;
+pub mod stream;
+
+/// The redis version we are compatible with, reported by INFO and HELLO so
+/// that clients enable the features of that version.
+pub const REDIS_VERSION: &str = "7.0.15";

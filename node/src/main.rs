@@ -1,1 +1,147 @@
-fn main() {}
+//! `shardline-node [path/to/redis.conf] [--directive value ...]`
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use shardline_node::config::{self, CliAction};
+use shardline_node::node::Node;
+use shardline_node::server;
+
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+fn init_logging(
+    level: &str,
+    file: &str,
+) -> Result<Option<tracing_appender::non_blocking::WorkerGuard>, String> {
+    let filter = match level {
+        "debug" => "debug",
+        "verbose" => "info",
+        "notice" => "info",
+        "warning" => "warn",
+        "nothing" => "off",
+        _ => "info",
+    };
+    let env = tracing_subscriber::EnvFilter::try_from_env("SHARDLINE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    if file.is_empty() {
+        tracing_subscriber::fmt()
+            .with_env_filter(env)
+            .with_writer(std::io::stderr)
+            .init();
+        Ok(None)
+    } else {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(file)
+            .map_err(|e| format!("Can't open the log file: {e}"))?;
+        let (w, guard) = tracing_appender::non_blocking(f);
+        tracing_subscriber::fmt()
+            .with_env_filter(env)
+            .with_ansi(false)
+            .with_writer(w)
+            .init();
+        Ok(Some(guard))
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let loaded = match config::parse_cli(&args) {
+        Ok(CliAction::Run(l)) => l,
+        Ok(CliAction::Help) => {
+            eprint!("{}", config::help_text());
+            return ExitCode::SUCCESS;
+        }
+        Ok(CliAction::Version) => {
+            eprintln!("{}", config::version_text());
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cfg = loaded.config;
+    let _guard = match init_logging(&cfg.loglevel, &cfg.logfile) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if !cfg.dir.is_empty() {
+        if let Err(e) = std::env::set_current_dir(&cfg.dir) {
+            tracing::error!("Can't chdir to '{}': {e}", cfg.dir);
+            return ExitCode::FAILURE;
+        }
+    }
+    let pidfile = cfg.pidfile.clone();
+    let threads = cfg.effective_shards().max(1);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("could not start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let node = Node::new(cfg, loaded.path);
+    let code = rt.block_on(run(node.clone(), &pidfile));
+    if !pidfile.is_empty() {
+        let _ = std::fs::remove_file(&pidfile);
+    }
+    rt.shutdown_timeout(std::time::Duration::from_millis(200));
+    code
+}
+
+async fn run(node: Arc<Node>, pidfile: &str) -> ExitCode {
+    let listeners = match server::bind(&node).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(a) = listeners.first().and_then(|l| l.local_addr().ok()) {
+        node.port
+            .store(u32::from(a.port()), std::sync::atomic::Ordering::Relaxed);
+    }
+    if !pidfile.is_empty() {
+        if let Err(e) = std::fs::write(pidfile, format!("{}\n", std::process::id())) {
+            tracing::warn!("could not write pidfile {pidfile}: {e}");
+        }
+    }
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        port = node.port.load(std::sync::atomic::Ordering::Relaxed),
+        shards = node.keyspace.nshards(),
+        "Ready to accept connections"
+    );
+    for l in listeners {
+        tokio::spawn(server::accept_loop(node.clone(), l));
+    }
+    tokio::spawn(server::cron(node.clone()));
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot install SIGTERM handler: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::warn!("Received SIGTERM scheduling shutdown..."),
+        _ = tokio::signal::ctrl_c() => tracing::warn!("Received SIGINT scheduling shutdown..."),
+        _ = node.shutdown.notified() => {},
+    }
+    node.shutting_down
+        .store(true, std::sync::atomic::Ordering::Release);
+    node.shutdown.notify_waiters();
+    tracing::warn!("Redis is now ready to exit, bye bye...");
+    ExitCode::SUCCESS
+}

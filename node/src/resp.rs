@@ -64,7 +64,13 @@ pub struct RequestParser {
 }
 
 fn find_crlf(buf: &[u8]) -> Option<usize> {
-    memchr_nl(buf).map(|nl| if nl > 0 && buf[nl - 1] == b'\r' { nl - 1 } else { nl })
+    memchr_nl(buf).map(|nl| {
+        if nl > 0 && buf[nl - 1] == b'\r' {
+            nl - 1
+        } else {
+            nl
+        }
+    })
 }
 
 fn memchr_nl(buf: &[u8]) -> Option<usize> {
@@ -140,7 +146,11 @@ impl RequestParser {
                     return Err(ProtocolError::TooBigMbulkCount);
                 }
                 let n = parse_len(&buf[1..end]).ok_or(ProtocolError::InvalidMultibulkLength)?;
-                let skip = if buf.get(end) == Some(&b'\r') { end + 2 } else { end + 1 };
+                let skip = if buf.get(end) == Some(&b'\r') {
+                    end + 2
+                } else {
+                    end + 1
+                };
                 if n > MAX_MULTIBULK_LEN {
                     return Err(ProtocolError::InvalidMultibulkLength);
                 }
@@ -174,7 +184,11 @@ impl RequestParser {
                         if n < 0 || n as u64 > limits.max_bulk_len {
                             return Err(ProtocolError::InvalidBulkLength);
                         }
-                        let skip = if buf.get(end) == Some(&b'\r') { end + 2 } else { end + 1 };
+                        let skip = if buf.get(end) == Some(&b'\r') {
+                            end + 2
+                        } else {
+                            end + 1
+                        };
                         buf.advance(skip);
                         let n = n as usize;
                         if n >= BIG_ARG && buf.capacity() - buf.len() < n + 2 {
@@ -532,9 +546,18 @@ mod tests {
             parse_all(b"*2\r\n$3\r\nGET\r\n:1\r\n"),
             Err(ProtocolError::ExpectedDollar(':'))
         );
-        assert_eq!(parse_all(b"*x\r\n"), Err(ProtocolError::InvalidMultibulkLength));
-        assert_eq!(parse_all(b"*1\r\n$-5\r\n"), Err(ProtocolError::InvalidBulkLength));
-        assert_eq!(parse_all(b"set \"a\n"), Err(ProtocolError::UnbalancedQuotes));
+        assert_eq!(
+            parse_all(b"*x\r\n"),
+            Err(ProtocolError::InvalidMultibulkLength)
+        );
+        assert_eq!(
+            parse_all(b"*1\r\n$-5\r\n"),
+            Err(ProtocolError::InvalidBulkLength)
+        );
+        assert_eq!(
+            parse_all(b"set \"a\n"),
+            Err(ProtocolError::UnbalancedQuotes)
+        );
         let mut p = RequestParser::new();
         let mut buf = BytesMut::from(&b"*1\r\n$1000\r\n"[..]);
         assert_eq!(

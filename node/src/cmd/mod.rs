@@ -1,0 +1,540 @@
+//! Command dispatch: lookup, arity and permission checks, MULTI queueing,
+//! shard locking, execution, propagation to the write stream, statistics,
+//! slowlog and MONITOR.
+
+pub mod conn;
+pub mod keys;
+pub mod multi;
+pub mod pubsub;
+pub mod server;
+pub mod strings;
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use bytes::Bytes;
+use smallvec::SmallVec;
+
+use crate::cmdspec::{self, flag, CommandSpec};
+use crate::engine::{key_slot, ExpirePolicy, View};
+use crate::node::{cflag, unix_ms, ClientHandle, Node, SlowlogEntry};
+use crate::resp::{Proto, ReplyWriter};
+
+/// An error reply. The text includes the error code word.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CmdError(pub String);
+
+impl CmdError {
+    pub fn new(s: impl Into<String>) -> Self {
+        CmdError(s.into())
+    }
+}
+
+pub type CmdResult = Result<(), CmdError>;
+
+pub const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
+pub const NOT_INTEGER: &str = "ERR value is not an integer or out of range";
+pub const NOT_FLOAT: &str = "ERR value is not a valid float";
+pub const SYNTAX: &str = "ERR syntax error";
+pub const OVERFLOW: &str = "ERR increment or decrement would overflow";
+pub const NO_SUCH_KEY: &str = "ERR no such key";
+
+pub fn err<T>(s: &str) -> Result<T, CmdError> {
+    Err(CmdError(s.to_string()))
+}
+
+/// How a command reaches the keyspace.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Access {
+    /// Does not touch keys.
+    None,
+    /// Touches the keys named in its arguments (per the command table).
+    Keys,
+    /// Needs the whole database (KEYS, SCAN, FLUSHDB, EXEC...).
+    All,
+}
+
+pub type Handler = fn(&mut Ctx) -> CmdResult;
+
+#[derive(Clone, Copy)]
+pub struct Entry {
+    pub run: Handler,
+    pub access: Access,
+}
+
+/// Reply mode set by CLIENT REPLY.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum ReplyMode {
+    #[default]
+    On,
+    Off,
+    Skip,
+}
+
+/// A connection's private state.
+pub struct Client {
+    pub handle: Arc<ClientHandle>,
+    pub addr: String,
+    pub db: usize,
+    pub proto: Proto,
+    pub authenticated: bool,
+    pub multi: Option<Vec<Vec<Bytes>>>,
+    pub multi_error: bool,
+    /// Watched keys: (db, key, version, flush epoch).
+    pub watched: Vec<(usize, Bytes, u64, u64)>,
+    pub subs: hashbrown::HashSet<Bytes>,
+    pub psubs: hashbrown::HashSet<Bytes>,
+    pub ssubs: hashbrown::HashSet<Bytes>,
+    pub reply_mode: ReplyMode,
+    pub close_after_reply: bool,
+    /// Commands executed since the last statistics flush.
+    pub pending_cmds: u64,
+}
+
+impl Client {
+    pub fn new(handle: Arc<ClientHandle>, authenticated: bool) -> Client {
+        let addr = handle.addr.to_string();
+        Client {
+            handle,
+            addr,
+            db: 0,
+            proto: Proto::Resp2,
+            authenticated,
+            multi: None,
+            multi_error: false,
+            watched: Vec::new(),
+            subs: Default::default(),
+            psubs: Default::default(),
+            ssubs: Default::default(),
+            reply_mode: ReplyMode::On,
+            close_after_reply: false,
+            pending_cmds: 0,
+        }
+    }
+
+    pub fn sub_count(&self) -> usize {
+        self.subs.len() + self.psubs.len() + self.ssubs.len()
+    }
+
+    /// RESP2 clients with subscriptions may only run pub/sub commands.
+    pub fn in_pubsub_context(&self) -> bool {
+        self.proto == Proto::Resp2 && self.sub_count() > 0
+    }
+}
+
+/// What the connection does after a command.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// Reply written; close the connection.
+    Close,
+    /// CLIENT PAUSE: retry the command after this unix ms (or when unpaused).
+    WaitPause(i64),
+}
+
+/// Everything a command handler works with.
+pub struct Ctx<'n, 'c, 'o> {
+    pub node: &'n Arc<Node>,
+    pub client: &'c mut Client,
+    pub args: &'c [Bytes],
+    pub out: ReplyWriter<'o>,
+    pub view: Option<View<'n>>,
+    pub spec: &'static CommandSpec,
+    pub flow: Flow,
+}
+
+impl<'n, 'c, 'o> Ctx<'n, 'c, 'o> {
+    /// The locked keyspace view. Handlers declared with `Access::Keys` or
+    /// `Access::All` always have one.
+    pub fn view(&mut self) -> Result<&mut View<'n>, CmdError> {
+        self.view
+            .as_mut()
+            .ok_or_else(|| CmdError::new("ERR internal error: command ran without its keys locked"))
+    }
+
+    pub fn arg_count(&self) -> usize {
+        self.args.len()
+    }
+}
+
+fn table() -> &'static HashMap<&'static str, Entry> {
+    static T: OnceLock<HashMap<&'static str, Entry>> = OnceLock::new();
+    T.get_or_init(|| {
+        let mut m = HashMap::new();
+        strings::register(&mut m);
+        keys::register(&mut m);
+        conn::register(&mut m);
+        server::register(&mut m);
+        multi::register(&mut m);
+        pubsub::register(&mut m);
+        m
+    })
+}
+
+/// Whether the command name is implemented (used by COMMAND filtering).
+pub fn implemented(name: &str) -> bool {
+    table().contains_key(name)
+}
+
+fn unknown_command(args: &[Bytes]) -> CmdError {
+    let name = String::from_utf8_lossy(&args[0]);
+    let name: String = name.chars().take(128).collect();
+    let mut s = format!("ERR unknown command '{name}', with args beginning with: ");
+    for a in args.iter().skip(1) {
+        let a = String::from_utf8_lossy(a);
+        let a: String = a.chars().take(128).collect();
+        s.push_str(&format!("'{a}' "));
+        if s.len() > 2048 {
+            break;
+        }
+    }
+    CmdError(s)
+}
+
+fn arity_ok(arity: i32, n: usize) -> bool {
+    let n = n as i32;
+    (arity > 0 && arity == n) || (arity < 0 && n >= -arity)
+}
+
+/// Resolves the command (and container subcommand) specification, checking
+/// arity. Returns the spec whose flags apply.
+pub fn resolve(args: &[Bytes]) -> Result<(&'static CommandSpec, &'static CommandSpec), CmdError> {
+    let spec = cmdspec::lookup(&args[0]).ok_or_else(|| unknown_command(args))?;
+    if !spec.subcommands.is_empty() && args.len() >= 2 {
+        let sub = spec.subcommands.iter().find(|s| {
+            let short = s.name.rsplit('|').next().unwrap_or(s.name);
+            short.as_bytes().eq_ignore_ascii_case(&args[1])
+        });
+        return match sub {
+            Some(sub) => {
+                if !arity_ok(sub.arity, args.len()) {
+                    return Err(CmdError(format!(
+                        "ERR wrong number of arguments for '{}' command",
+                        sub.name
+                    )));
+                }
+                Ok((spec, sub))
+            }
+            None => Err(CmdError(format!(
+                "ERR unknown subcommand '{}'. Try {} HELP.",
+                String::from_utf8_lossy(&args[1])
+                    .chars()
+                    .take(128)
+                    .collect::<String>(),
+                spec.name.to_ascii_uppercase()
+            ))),
+        };
+    }
+    if !arity_ok(spec.arity, args.len()) {
+        return Err(CmdError(format!(
+            "ERR wrong number of arguments for '{}' command",
+            spec.name
+        )));
+    }
+    Ok((spec, spec))
+}
+
+/// Commands a client in MULTI runs immediately instead of queueing.
+fn runs_in_multi(name: &str) -> bool {
+    matches!(
+        name,
+        "exec" | "discard" | "multi" | "watch" | "quit" | "reset"
+    )
+}
+
+fn allowed_in_pubsub(name: &str) -> bool {
+    matches!(
+        name,
+        "subscribe"
+            | "ssubscribe"
+            | "unsubscribe"
+            | "sunsubscribe"
+            | "psubscribe"
+            | "punsubscribe"
+            | "ping"
+            | "quit"
+            | "reset"
+    )
+}
+
+/// The shards a command's keys live on, sorted and deduplicated.
+fn shards_for(node: &Node, spec: &CommandSpec, args: &[Bytes]) -> SmallVec<[usize; 4]> {
+    let mut ids: SmallVec<[usize; 4]> = SmallVec::new();
+    if let Ok(idx) = cmdspec::key_indices(spec, args) {
+        for i in idx {
+            if let Some(k) = args.get(i) {
+                ids.push(node.keyspace.shard_of_slot(key_slot(k)));
+            }
+        }
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// Builds a view over the given shards for a client.
+pub fn make_view<'a>(
+    node: &'a Node,
+    client: &Client,
+    guards: crate::engine::Guards<'a>,
+) -> View<'a> {
+    View::new(
+        &node.keyspace,
+        guards,
+        client.db,
+        unix_ms(),
+        node.lru_clock(),
+        &node.stream,
+        &node.stats,
+        ExpirePolicy::Delete,
+    )
+}
+
+/// Executes one request and writes its reply into `out`.
+pub fn dispatch(
+    node: &Arc<Node>,
+    client: &mut Client,
+    args: &[Bytes],
+    out: &mut bytes::BytesMut,
+) -> Flow {
+    let mut w = ReplyWriter::new(out, client.proto);
+    client.pending_cmds += 1;
+    let (top, spec) = match resolve(args) {
+        Ok(s) => s,
+        Err(e) => {
+            if client.multi.is_some() {
+                client.multi_error = true;
+            }
+            node.stats
+                .total_error_replies
+                .fetch_add(1, Ordering::Relaxed);
+            w.error(&e.0);
+            return Flow::Continue;
+        }
+    };
+    let name = top.name;
+    if !client.authenticated && spec.flags & flag::NO_AUTH == 0 {
+        if client.multi.is_some() {
+            client.multi_error = true;
+        }
+        w.error("NOAUTH Authentication required.");
+        return Flow::Continue;
+    }
+    if client.in_pubsub_context() && !allowed_in_pubsub(name) {
+        w.error(&format!(
+            "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+            spec.name
+        ));
+        return Flow::Continue;
+    }
+    let Some(entry) = table().get(name).copied() else {
+        if client.multi.is_some() {
+            client.multi_error = true;
+        }
+        w.error(&unknown_command(args).0);
+        return Flow::Continue;
+    };
+    if client.multi.is_some() && !runs_in_multi(name) {
+        if spec.flags & flag::NO_MULTI != 0 {
+            w.error(&format!("ERR Command not allowed inside a transaction"));
+            return Flow::Continue;
+        }
+        if let Some(q) = client.multi.as_mut() {
+            q.push(args.to_vec());
+            client
+                .handle
+                .multi_len
+                .store(q.len() as i64, Ordering::Relaxed);
+        }
+        w.simple("QUEUED");
+        return Flow::Continue;
+    }
+    let is_write = spec.flags & (flag::WRITE | flag::MAY_REPLICATE) != 0;
+    if let Some(until) = node.paused_for(is_write) {
+        return Flow::WaitPause(until);
+    }
+    let started = Instant::now();
+    let (flow, view) = run_with_view(node, client, args, &mut w, spec, entry, None);
+    drop(view);
+    let micros = started.elapsed().as_micros() as u64;
+    after_call(node, client, args, spec, micros);
+    flow
+}
+
+/// Runs a resolved command, locking its shards unless a view is supplied
+/// (EXEC supplies one covering every shard). Returns the view so that EXEC
+/// can reuse it for the next queued command.
+#[allow(clippy::too_many_arguments)]
+pub fn run_with_view<'n>(
+    node: &'n Arc<Node>,
+    client: &mut Client,
+    args: &[Bytes],
+    w: &mut ReplyWriter<'_>,
+    spec: &'static CommandSpec,
+    entry: Entry,
+    view: Option<View<'n>>,
+) -> (Flow, Option<View<'n>>) {
+    let view = match (view, entry.access) {
+        (Some(v), _) => Some(v),
+        (None, Access::None) => None,
+        (None, Access::Keys) => {
+            let ids = shards_for(node, spec, args);
+            let guards = node.keyspace.lock(&ids);
+            Some(make_view(node, client, guards))
+        }
+        (None, Access::All) => Some(make_view(node, client, node.keyspace.lock_all())),
+    };
+    let out = ReplyWriter::new(w.buf, client.proto);
+    let mut ctx = Ctx {
+        node,
+        client,
+        args,
+        out,
+        view,
+        spec,
+        flow: Flow::Continue,
+    };
+    let res = (entry.run)(&mut ctx);
+    let Ctx {
+        mut view,
+        flow,
+        mut out,
+        ..
+    } = ctx;
+    if let Err(e) = res {
+        node.stats
+            .total_error_replies
+            .fetch_add(1, Ordering::Relaxed);
+        out.error(&e.0);
+    }
+    if let Some(v) = view.as_mut() {
+        if v.dirty > 0 {
+            node.dirty.fetch_add(v.dirty, Ordering::Relaxed);
+            if !v.propagated && spec.flags & flag::WRITE != 0 {
+                let refs: SmallVec<[&[u8]; 8]> = args.iter().map(|a| &a[..]).collect();
+                v.stream.append(v.db, &refs);
+            }
+        }
+        v.dirty = 0;
+        v.propagated = false;
+    }
+    (flow, view)
+}
+
+/// Bookkeeping after a command: slowlog and MONITOR.
+pub fn after_call(node: &Node, client: &Client, args: &[Bytes], spec: &CommandSpec, micros: u64) {
+    let slower = node.hot.slowlog_slower_than.load(Ordering::Relaxed);
+    if slower >= 0 && micros as i64 >= slower && spec.flags & flag::SKIP_SLOWLOG == 0 {
+        let max = node.hot.slowlog_max_len.load(Ordering::Relaxed) as usize;
+        let mut log = node.slowlog.lock();
+        let id = node.slowlog_next_id.fetch_add(1, Ordering::Relaxed);
+        let mut argv: Vec<Bytes> = args
+            .iter()
+            .take(31)
+            .map(|a| {
+                if a.len() > 128 {
+                    let mut v = a[..128].to_vec();
+                    v.extend_from_slice(format!("... ({} more bytes)", a.len() - 128).as_bytes());
+                    Bytes::from(v)
+                } else {
+                    a.clone()
+                }
+            })
+            .collect();
+        if args.len() > 32 {
+            argv.push(Bytes::from(format!(
+                "... ({} more arguments)",
+                args.len() - 31
+            )));
+        } else if args.len() == 32 {
+            argv.push(args[31].clone());
+        }
+        log.push_front(SlowlogEntry {
+            id,
+            time: unix_ms() / 1000,
+            micros,
+            args: argv,
+            addr: client.addr.clone(),
+            name: client
+                .handle
+                .name
+                .lock()
+                .as_ref()
+                .map(|n| String::from_utf8_lossy(n).into_owned())
+                .unwrap_or_default(),
+        });
+        log.truncate(max);
+    }
+    if node.monitors.load(Ordering::Relaxed) > 0
+        && spec.flags & flag::SKIP_MONITOR == 0
+        && !client.handle.has_flag(cflag::MONITOR)
+    {
+        node.feed_monitors(client.db, &client.addr, args);
+    }
+    *client.handle.last_cmd.lock() = spec.name.to_string();
+}
+
+/// Parses an integer argument as redis's string2ll: no spaces, no '+',
+/// no leading zeros except "0".
+pub fn parse_i64(b: &[u8]) -> Option<i64> {
+    if b.is_empty() || b.len() > 20 {
+        return None;
+    }
+    if b == b"0" {
+        return Some(0);
+    }
+    let (neg, digits) = if b[0] == b'-' {
+        (true, &b[1..])
+    } else {
+        (false, b)
+    };
+    if digits.is_empty() || digits[0] == b'0' {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        let x = i64::from(d - b'0');
+        v = if neg {
+            v.checked_mul(10)?.checked_sub(x)?
+        } else {
+            v.checked_mul(10)?.checked_add(x)?
+        };
+    }
+    Some(v)
+}
+
+pub fn int_arg(b: &[u8]) -> Result<i64, CmdError> {
+    parse_i64(b).ok_or_else(|| CmdError::new(NOT_INTEGER))
+}
+
+/// Parses a float like redis's string2ld/strtold: no spaces, accepts inf.
+pub fn parse_f64(b: &[u8]) -> Option<f64> {
+    let s = std::str::from_utf8(b).ok()?;
+    if s.is_empty() || s.starts_with(char::is_whitespace) || s.ends_with(char::is_whitespace) {
+        return None;
+    }
+    let lower = s.to_ascii_lowercase();
+    let v = match lower.as_str() {
+        "inf" | "+inf" | "infinity" | "+infinity" => f64::INFINITY,
+        "-inf" | "-infinity" => f64::NEG_INFINITY,
+        _ => {
+            if lower.contains("nan") || lower.starts_with("0x") || lower.contains("inf") {
+                return None;
+            }
+            s.parse::<f64>().ok()?
+        }
+    };
+    if v.is_nan() {
+        return None;
+    }
+    Some(v)
+}
+
+pub fn eq_ic(a: &[u8], b: &str) -> bool {
+    a.eq_ignore_ascii_case(b.as_bytes())
+}

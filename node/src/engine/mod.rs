@@ -1,0 +1,773 @@
+//! The keyspace: databases partitioned by hash slot into per-slot tables,
+//! grouped into shard engines.
+//!
+//! Slot `s` belongs to shard `s % shards`. A command locks exactly the
+//! shards that own its keys (in ascending order, so multi-shard commands
+//! never deadlock) and works on them through a [`View`]; commands on one
+//! key therefore touch one shard and never wait for work on other shards.
+//! Every change a command makes is reported to the node's ordered
+//! [`WriteStream`](crate::stream::WriteStream) while the shard locks are
+//! held, so the stream's order is consistent with the order of execution.
+
+pub mod object;
+pub mod table;
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use parking_lot::{Mutex, MutexGuard};
+use smallvec::SmallVec;
+
+pub use object::Object;
+pub use table::{KeyMeta, SlotTable, Value, ValueRef};
+
+use crate::stats::Stats;
+use crate::stream::WriteStream;
+
+/// Number of hash slots.
+pub const SLOTS: usize = 16384;
+
+/// The hash slot of a key: CRC16/XMODEM of the key, or of the part between
+/// the first `{` and the next `}` when that part is not empty.
+pub fn key_slot(key: &[u8]) -> usize {
+    let mut k = key;
+    if let Some(s) = key.iter().position(|&b| b == b'{') {
+        if let Some(len) = key[s + 1..].iter().position(|&b| b == b'}') {
+            if len > 0 {
+                k = &key[s + 1..s + 1 + len];
+            }
+        }
+    }
+    (crc16::State::<crc16::XMODEM>::calculate(k) as usize) & (SLOTS - 1)
+}
+
+/// One database's share of a shard: the tables of the slots it owns.
+#[derive(Default)]
+pub struct Db {
+    tables: Vec<Option<Box<SlotTable>>>,
+    keys: usize,
+}
+
+impl Db {
+    fn table(&self, slot: usize) -> Option<&SlotTable> {
+        self.tables.get(slot).and_then(|t| t.as_deref())
+    }
+    fn table_mut(&mut self, slot: usize) -> Option<&mut SlotTable> {
+        self.tables.get_mut(slot).and_then(|t| t.as_deref_mut())
+    }
+    fn table_create(&mut self, slot: usize) -> &mut SlotTable {
+        if self.tables.is_empty() {
+            self.tables.resize_with(SLOTS, || None);
+        }
+        self.tables[slot].get_or_insert_with(Default::default)
+    }
+    pub fn len(&self) -> usize {
+        self.keys
+    }
+    pub fn is_empty(&self) -> bool {
+        self.keys == 0
+    }
+    pub fn volatile_len(&self) -> usize {
+        self.tables.iter().flatten().map(|t| t.volatile_len()).sum()
+    }
+    /// Takes every table out of the database (FLUSHDB), leaving it empty.
+    fn take_all(&mut self) -> Vec<Option<Box<SlotTable>>> {
+        self.keys = 0;
+        std::mem::take(&mut self.tables)
+    }
+    fn take_slot(&mut self, slot: usize) -> Option<Box<SlotTable>> {
+        let t = self.tables.get_mut(slot)?.take()?;
+        self.keys -= t.len();
+        Some(t)
+    }
+}
+
+/// Per-key version counters for WATCH, kept only for watched keys.
+#[derive(Default)]
+pub struct WatchTable {
+    keys: HashMap<(usize, Bytes), (u64, usize)>,
+    /// Bumped by FLUSHDB/FLUSHALL/SWAPDB; a watch taken before it fails.
+    pub epoch: u64,
+}
+
+/// A shard engine's state: its slice of every database.
+pub struct Shard {
+    pub id: usize,
+    pub dbs: Vec<Db>,
+    pub watch: WatchTable,
+    /// Position of the active expiry cycle: (db, slot).
+    pub expire_cursor: (usize, usize),
+}
+
+/// Handle that commands use to defer freeing of large values.
+pub type LazyFree = crossbeam_like::Sender;
+
+mod crossbeam_like {
+    use std::sync::mpsc;
+
+    /// Values dropped on the lazy-free thread.
+    pub type Garbage = Box<dyn Send>;
+
+    #[derive(Clone)]
+    pub struct Sender(pub mpsc::Sender<Garbage>);
+
+    impl Sender {
+        pub fn free(&self, g: Garbage) {
+            if let Err(e) = self.0.send(g) {
+                drop(e.0);
+            }
+        }
+    }
+}
+
+/// All shards of the node.
+pub struct Keyspace {
+    shards: Vec<Mutex<Shard>>,
+    pub databases: usize,
+    lazyfree: LazyFree,
+}
+
+impl Keyspace {
+    pub fn new(nshards: usize, databases: usize) -> Self {
+        let nshards = nshards.max(1);
+        let shards = (0..nshards)
+            .map(|id| {
+                Mutex::new(Shard {
+                    id,
+                    dbs: (0..databases).map(|_| Db::default()).collect(),
+                    watch: WatchTable::default(),
+                    expire_cursor: (0, 0),
+                })
+            })
+            .collect();
+        let (tx, rx) = std::sync::mpsc::channel::<crossbeam_like::Garbage>();
+        let spawned = std::thread::Builder::new()
+            .name("lazyfree".into())
+            .spawn(move || {
+                while let Ok(g) = rx.recv() {
+                    drop(g);
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(
+                "could not start the lazy-free thread ({e}); large values are freed inline"
+            );
+        }
+        Keyspace {
+            shards,
+            databases,
+            lazyfree: crossbeam_like::Sender(tx),
+        }
+    }
+
+    pub fn nshards(&self) -> usize {
+        self.shards.len()
+    }
+
+    #[inline]
+    pub fn shard_of_slot(&self, slot: usize) -> usize {
+        slot % self.shards.len()
+    }
+
+    /// Locks the given shards (must be sorted and deduplicated).
+    pub fn lock<'a>(&'a self, ids: &[usize]) -> Guards<'a> {
+        let mut g = Guards::new();
+        for &id in ids {
+            g.push((id, self.shards[id].lock()));
+        }
+        g
+    }
+
+    pub fn lock_all(&self) -> Guards<'_> {
+        let ids: SmallVec<[usize; 8]> = (0..self.shards.len()).collect();
+        self.lock(&ids)
+    }
+
+    pub fn lock_one(&self, id: usize) -> MutexGuard<'_, Shard> {
+        self.shards[id].lock()
+    }
+
+    /// Queues a value to be dropped on the lazy-free thread.
+    pub fn free_later(&self, g: crossbeam_like::Garbage) {
+        self.lazyfree.free(g);
+    }
+
+    /// Key counts per database: (keys, volatile keys).
+    pub fn db_sizes(&self) -> Vec<(usize, usize)> {
+        let mut out = vec![(0, 0); self.databases];
+        for s in &self.shards {
+            let s = s.lock();
+            for (i, db) in s.dbs.iter().enumerate() {
+                out[i].0 += db.len();
+                out[i].1 += db.volatile_len();
+            }
+        }
+        out
+    }
+}
+
+pub type Guards<'a> = SmallVec<[(usize, MutexGuard<'a, Shard>); 4]>;
+
+/// How a lookup treats an expired key.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum ExpirePolicy {
+    /// Delete it and propagate a DEL (masters).
+    Delete,
+    /// Report it missing but keep it: only the master expires keys.
+    Hide,
+}
+
+/// Locked shards plus the context a command runs in. All key access of a
+/// command goes through its view.
+pub struct View<'a> {
+    guards: Guards<'a>,
+    nshards: usize,
+    pub db: usize,
+    pub now_ms: i64,
+    pub lru_clock: u32,
+    pub stream: &'a WriteStream,
+    pub stats: &'a Stats,
+    pub keyspace: &'a Keyspace,
+    pub expire_policy: ExpirePolicy,
+    /// Number of changes made by the running command.
+    pub dirty: u64,
+    /// Set when the command propagated its own effects.
+    pub propagated: bool,
+}
+
+impl<'a> View<'a> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        keyspace: &'a Keyspace,
+        guards: Guards<'a>,
+        db: usize,
+        now_ms: i64,
+        lru_clock: u32,
+        stream: &'a WriteStream,
+        stats: &'a Stats,
+        expire_policy: ExpirePolicy,
+    ) -> Self {
+        View {
+            guards,
+            nshards: keyspace.nshards(),
+            db,
+            now_ms,
+            lru_clock,
+            stream,
+            stats,
+            keyspace,
+            expire_policy,
+            dirty: 0,
+            propagated: false,
+        }
+    }
+
+    #[inline]
+    fn shard_idx(&self, slot: usize) -> usize {
+        let id = slot % self.nshards;
+        if self.guards.len() == self.nshards {
+            return id;
+        }
+        // Commands lock the shards of their keys; anything else is a bug in
+        // the key extraction, which we report instead of crashing.
+        self.guards
+            .iter()
+            .position(|(g, _)| *g == id)
+            .unwrap_or_else(|| {
+                tracing::error!(slot, "key accessed on a shard that was not locked");
+                0
+            })
+    }
+
+    fn shard_for(&mut self, key: &[u8]) -> (&mut Shard, usize) {
+        let slot = key_slot(key);
+        let i = self.shard_idx(slot);
+        (&mut self.guards[i].1, slot)
+    }
+
+    /// Whether the shard owning `key` is locked by this view.
+    pub fn owns(&self, key: &[u8]) -> bool {
+        let id = key_slot(key) % self.nshards;
+        self.guards.iter().any(|(g, _)| *g == id)
+    }
+
+    fn expire_if_needed(&mut self, key: &[u8]) -> bool {
+        let db = self.db;
+        let now = self.now_ms;
+        let policy = self.expire_policy;
+        let (shard, slot) = self.shard_for(key);
+        let Some(t) = shard.dbs[db].table_mut(slot) else {
+            return false;
+        };
+        match t.expire_at(key) {
+            Some(when) if when <= now => {
+                if policy == ExpirePolicy::Hide {
+                    return true;
+                }
+                if let Some((v, _)) = t.remove(key) {
+                    shard.dbs[db].keys -= 1;
+                    bump_watch(&mut shard.watch, db, key);
+                    self.free_value(v);
+                }
+                self.stats.expired_keys.fetch_add(1, Ordering::Relaxed);
+                self.stream.append(self.db, &[b"DEL", key]);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn free_value(&self, v: Value) {
+        if let Value::Obj(o) = v {
+            if o.len() > 64 {
+                self.keyspace.free_later(Box::new(o));
+            }
+        }
+    }
+
+    /// Looks a key up for reading: expires it if due, updates its LRU
+    /// clock and counts a hit or miss.
+    pub fn get(&mut self, key: &[u8]) -> Option<ValueRef<'_>> {
+        let found = self.lookup_quiet(key);
+        if found {
+            self.stats.keyspace_hits.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.stats.keyspace_misses.fetch_add(1, Ordering::Relaxed);
+        }
+        if !found {
+            return None;
+        }
+        let db = self.db;
+        let clock = self.lru_clock;
+        let (shard, slot) = self.shard_for(key);
+        let t = shard.dbs[db].table_mut(slot)?;
+        t.touch(key, clock);
+        t.get(key)
+    }
+
+    /// True if the key exists (after lazy expiry), without touching stats.
+    pub fn lookup_quiet(&mut self, key: &[u8]) -> bool {
+        if self.expire_if_needed(key) {
+            return false;
+        }
+        let db = self.db;
+        let (shard, slot) = self.shard_for(key);
+        shard.dbs[db].table(slot).is_some_and(|t| t.contains(key))
+    }
+
+    /// Reads a value for a write command (no hit/miss accounting).
+    pub fn get_for_write(&mut self, key: &[u8]) -> Option<ValueRef<'_>> {
+        if self.expire_if_needed(key) {
+            return None;
+        }
+        let db = self.db;
+        let (shard, slot) = self.shard_for(key);
+        shard.dbs[db].table(slot)?.get(key)
+    }
+
+    /// Reads a value without expiring or touching it (OBJECT, DEBUG).
+    pub fn peek(&mut self, key: &[u8]) -> Option<ValueRef<'_>> {
+        if self.expire_if_needed(key) {
+            return None;
+        }
+        let db = self.db;
+        let (shard, slot) = self.shard_for(key);
+        shard.dbs[db].table(slot)?.get(key)
+    }
+
+    pub fn meta(&mut self, key: &[u8]) -> Option<KeyMeta> {
+        if self.expire_if_needed(key) {
+            return None;
+        }
+        let db = self.db;
+        let (shard, slot) = self.shard_for(key);
+        shard.dbs[db].table(slot)?.meta(key)
+    }
+
+    pub fn memory_usage(&mut self, key: &[u8]) -> Option<usize> {
+        if self.expire_if_needed(key) {
+            return None;
+        }
+        let db = self.db;
+        let (shard, slot) = self.shard_for(key);
+        shard.dbs[db].table(slot)?.memory_usage(key)
+    }
+
+    /// Mutable access to a collection object (after lazy expiry).
+    pub fn obj_mut(&mut self, key: &[u8]) -> Option<&mut Object> {
+        if self.expire_if_needed(key) {
+            return None;
+        }
+        let db = self.db;
+        let (shard, slot) = self.shard_for(key);
+        shard.dbs[db].table_mut(slot)?.get_obj_mut(key)
+    }
+
+    /// Stores a value, replacing any previous one. The TTL is cleared unless
+    /// `keep_ttl`. Returns the previous value.
+    pub fn set(&mut self, key: &[u8], value: Value, keep_ttl: bool) -> Option<Value> {
+        self.expire_if_needed(key);
+        let db = self.db;
+        let clock = self.lru_clock;
+        let (shard, slot) = self.shard_for(key);
+        let old = shard.dbs[db]
+            .table_create(slot)
+            .insert(key, value, keep_ttl, clock);
+        if old.is_none() {
+            shard.dbs[db].keys += 1;
+        }
+        bump_watch(&mut shard.watch, db, key);
+        self.dirty += 1;
+        old
+    }
+
+    /// Replaces the bytes of an existing string keeping its TTL (APPEND,
+    /// SETRANGE, INCR...). The encoding becomes raw when `raw`.
+    pub fn update_str(&mut self, key: &[u8], bytes: Vec<u8>, raw: bool) {
+        if raw {
+            let db = self.db;
+            let (shard, slot) = self.shard_for(key);
+            if let Some(t) = shard.dbs[db].table_mut(slot) {
+                if t.contains(key) {
+                    t.replace_str_raw(key, &bytes);
+                    bump_watch(&mut shard.watch, db, key);
+                    self.dirty += 1;
+                    return;
+                }
+            }
+        }
+        self.set(key, Value::Str(bytes), true);
+    }
+
+    /// Deletes a key. Returns its value if it existed.
+    pub fn delete(&mut self, key: &[u8]) -> Option<Value> {
+        if self.expire_if_needed(key) {
+            return None;
+        }
+        let db = self.db;
+        let (shard, slot) = self.shard_for(key);
+        let t = shard.dbs[db].table_mut(slot)?;
+        let (v, _) = t.remove(key)?;
+        shard.dbs[db].keys -= 1;
+        bump_watch(&mut shard.watch, db, key);
+        self.dirty += 1;
+        Some(v)
+    }
+
+    /// Deletes a key, freeing a large value off the engine thread.
+    pub fn delete_lazy(&mut self, key: &[u8]) -> bool {
+        match self.delete(key) {
+            Some(v) => {
+                self.free_value(v);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The absolute expiry (unix ms) of a key, if it has one.
+    pub fn expire_at(&mut self, key: &[u8]) -> Option<i64> {
+        if self.expire_if_needed(key) {
+            return None;
+        }
+        let db = self.db;
+        let (shard, slot) = self.shard_for(key);
+        shard.dbs[db].table(slot)?.expire_at(key)
+    }
+
+    /// Sets (Some) or removes (None) a key's expiry. False if no such key.
+    pub fn set_expire(&mut self, key: &[u8], when: Option<i64>) -> bool {
+        if self.expire_if_needed(key) {
+            return false;
+        }
+        let db = self.db;
+        let (shard, slot) = self.shard_for(key);
+        let Some(t) = shard.dbs[db].table_mut(slot) else {
+            return false;
+        };
+        let ok = t.set_expire(key, when);
+        if ok {
+            bump_watch(&mut shard.watch, db, key);
+            self.dirty += 1;
+        }
+        ok
+    }
+
+    /// Signals that a key was modified in place (WATCH).
+    pub fn touch_modified(&mut self, key: &[u8]) {
+        let db = self.db;
+        let (shard, _) = self.shard_for(key);
+        bump_watch(&mut shard.watch, db, key);
+    }
+
+    /// Records an effect in the node's write stream, replacing the default
+    /// propagation of the command's own arguments.
+    pub fn propagate(&mut self, args: &[&[u8]]) {
+        self.propagated = true;
+        self.stream.append(self.db, args);
+    }
+
+    /// Number of keys in the current database across the locked shards.
+    pub fn dbsize(&self) -> usize {
+        self.guards.iter().map(|(_, s)| s.dbs[self.db].len()).sum()
+    }
+
+    /// Calls `f` for every key of `slot` in the current database.
+    pub fn for_each_key_in_slot(&mut self, slot: usize, mut f: impl FnMut(&[u8])) {
+        let db = self.db;
+        let i = self.shard_idx(slot);
+        if let Some(t) = self.guards[i].1.dbs[db].table(slot) {
+            for k in t.keys() {
+                f(k);
+            }
+        }
+    }
+
+    /// Number of keys stored in a slot (expired but not yet collected keys
+    /// included, as redis's COUNTKEYSINSLOT).
+    pub fn keys_in_slot(&self, slot: usize) -> usize {
+        let id = slot % self.nshards;
+        self.guards
+            .iter()
+            .find(|(g, _)| *g == id)
+            .and_then(|(_, s)| s.dbs[self.db].table(slot))
+            .map_or(0, |t| t.len())
+    }
+
+    /// A pseudo-random existing key, or None when the database is empty.
+    pub fn random_key(&mut self, mut rnd: impl FnMut(usize) -> usize) -> Option<Bytes> {
+        for _ in 0..100 {
+            let total = self.dbsize();
+            if total == 0 {
+                return None;
+            }
+            // Pick a slot with a probability proportional to its size by
+            // walking from a random start; then a random key within it.
+            let start = rnd(SLOTS);
+            let db = self.db;
+            let mut found = None;
+            for off in 0..SLOTS {
+                let slot = (start + off) % SLOTS;
+                let i = self.shard_idx(slot);
+                if let Some(t) = self.guards[i].1.dbs[db].table(slot) {
+                    if !t.is_empty() {
+                        let n = rnd(t.len());
+                        found = t.nth_key(n).map(Bytes::copy_from_slice);
+                        break;
+                    }
+                }
+            }
+            let key = found?;
+            if self.lookup_quiet(&key) {
+                return Some(key);
+            }
+        }
+        None
+    }
+
+    /// Removes every key of the current database (or of all databases).
+    /// Tables are freed on the lazy-free thread when `lazy`.
+    pub fn flush(&mut self, all: bool, lazy: bool) -> usize {
+        let mut removed = 0;
+        let dbs: Vec<usize> = if all {
+            (0..self.keyspace.databases).collect()
+        } else {
+            vec![self.db]
+        };
+        let mut garbage = Vec::new();
+        for (_, shard) in self.guards.iter_mut() {
+            for &db in &dbs {
+                removed += shard.dbs[db].len();
+                garbage.push(shard.dbs[db].take_all());
+            }
+            shard.watch.epoch += 1;
+        }
+        self.dirty += removed as u64;
+        if lazy {
+            self.keyspace.free_later(Box::new(garbage));
+        } else {
+            drop(garbage);
+        }
+        removed
+    }
+
+    /// Removes every key of a slot in the current database.
+    pub fn flush_slot(&mut self, slot: usize) -> usize {
+        let db = self.db;
+        let i = self.shard_idx(slot);
+        let shard = &mut self.guards[i].1;
+        shard.watch.epoch += 1;
+        match shard.dbs[db].take_slot(slot) {
+            Some(t) => {
+                let n = t.len();
+                self.keyspace.free_later(Box::new(t));
+                n
+            }
+            None => 0,
+        }
+    }
+
+    /// Visits the keys of whole slots starting at `cursor` (a slot number)
+    /// until at least `count` keys were visited. Returns the next cursor
+    /// (0 when done). Returning whole slots guarantees that a key present
+    /// for the whole scan is returned at least once.
+    pub fn scan_slots(&mut self, cursor: usize, count: usize, mut f: impl FnMut(&[u8])) -> usize {
+        let db = self.db;
+        let mut slot = cursor;
+        let mut seen = 0;
+        while slot < SLOTS {
+            let i = self.shard_idx(slot);
+            if let Some(t) = self.guards[i].1.dbs[db].table(slot) {
+                for k in t.keys() {
+                    f(k);
+                    seen += 1;
+                }
+            }
+            slot += 1;
+            if seen >= count {
+                break;
+            }
+        }
+        if slot >= SLOTS {
+            0
+        } else {
+            slot
+        }
+    }
+
+    /// The WATCH version of a key and the shard's flush epoch.
+    pub fn watch_version(&mut self, key: &Bytes, register: bool) -> (u64, u64) {
+        let db = self.db;
+        let (shard, _) = self.shard_for(key);
+        let epoch = shard.watch.epoch;
+        let entry = shard.watch.keys.entry((db, key.clone()));
+        let v = match entry {
+            std::collections::hash_map::Entry::Occupied(mut o) => {
+                if register {
+                    o.get_mut().1 += 1;
+                }
+                o.get().0
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                if register {
+                    v.insert((0, 1));
+                }
+                0
+            }
+        };
+        (v, epoch)
+    }
+
+    /// Drops one registration of a watched key.
+    pub fn unwatch(&mut self, db: usize, key: &Bytes) {
+        let (shard, _) = self.shard_for(key);
+        if let Some(e) = shard.watch.keys.get_mut(&(db, key.clone())) {
+            e.1 = e.1.saturating_sub(1);
+            if e.1 == 0 {
+                shard.watch.keys.remove(&(db, key.clone()));
+            }
+        }
+    }
+
+    /// Swaps two databases (SWAPDB).
+    pub fn swap_db(&mut self, a: usize, b: usize) {
+        for (_, shard) in self.guards.iter_mut() {
+            shard.dbs.swap(a, b);
+            shard.watch.epoch += 1;
+        }
+    }
+
+    /// Runs one bounded step of the active expiry cycle on every locked
+    /// shard: samples keys with a TTL and deletes the expired ones. Returns
+    /// the number of keys expired.
+    pub fn active_expire(
+        &mut self,
+        budget: std::time::Duration,
+        rnd: &mut impl FnMut(usize) -> usize,
+    ) -> usize {
+        let start = std::time::Instant::now();
+        let ndb = self.keyspace.databases;
+        let mut expired_total = 0;
+        for gi in 0..self.guards.len() {
+            let mut visited = 0usize;
+            loop {
+                if start.elapsed() >= budget || visited >= SLOTS * ndb {
+                    break;
+                }
+                let (db, slot) = self.guards[gi].1.expire_cursor;
+                let id = self.guards[gi].0;
+                // Advance the cursor to the next slot owned by this shard.
+                let mut next = (db, slot + self.nshards);
+                if next.1 >= SLOTS {
+                    next = ((db + 1) % ndb, id);
+                }
+                self.guards[gi].1.expire_cursor = next;
+                visited += self.nshards;
+                if slot % self.nshards != id {
+                    self.guards[gi].1.expire_cursor = (db, id);
+                    continue;
+                }
+                loop {
+                    let mut due: SmallVec<[Box<[u8]>; 20]> = SmallVec::new();
+                    let mut sampled = 0;
+                    if let Some(t) = self.guards[gi].1.dbs[db].table(slot) {
+                        let n = t.volatile_len();
+                        if n == 0 {
+                            break;
+                        }
+                        for _ in 0..n.min(20) {
+                            if let Some((k, when)) = t.random_volatile(rnd(n)) {
+                                sampled += 1;
+                                if when <= self.now_ms && !due.iter().any(|d| &d[..] == k) {
+                                    due.push(Box::from(k));
+                                }
+                            }
+                        }
+                    } else {
+                        break;
+                    }
+                    let saved_db = self.db;
+                    self.db = db;
+                    for k in &due {
+                        if self.expire_if_needed(k) {
+                            expired_total += 1;
+                        }
+                    }
+                    self.db = saved_db;
+                    // Keep going on this slot while more than 25% of the
+                    // sample was expired, like redis.
+                    if due.len() * 4 <= sampled || start.elapsed() >= budget {
+                        break;
+                    }
+                }
+            }
+        }
+        expired_total
+    }
+}
+
+fn bump_watch(w: &mut WatchTable, db: usize, key: &[u8]) {
+    if w.keys.is_empty() {
+        return;
+    }
+    if let Some(e) = w.keys.get_mut(&(db, Bytes::copy_from_slice(key))) {
+        e.0 += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_match_redis() {
+        // Values from redis-cli CLUSTER KEYSLOT.
+        assert_eq!(key_slot(b"foo"), 12182);
+        assert_eq!(key_slot(b"bar"), 5061);
+        assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"user1000"));
+        assert_eq!(key_slot(b"foo{}{bar}"), key_slot(b"foo{}{bar}"));
+        assert_eq!(key_slot(b"{}foo"), 9500);
+        assert_eq!(key_slot(b""), 0);
+    }
+}

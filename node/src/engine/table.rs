@@ -1,0 +1,322 @@
+//! Per-slot key tables.
+//!
+//! Every hash slot of every database has its own table, so work on one slot
+//! (counting, listing, migrating or flushing its keys) costs O(keys in the
+//! slot). A table entry is 24 bytes: one heap blob holding the key followed
+//! by the string value (or, for collection types, the index of the object
+//! in the slot's object slab), the key length, and a metadata word (type,
+//! encoding hint, volatile flag, LRU clock). Keys with a time to live are
+//! also indexed in `expires`, which supports O(1) random sampling for the
+//! active expiry cycle.
+
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
+use indexmap::IndexMap;
+use slab::Slab;
+
+use super::object::Object;
+
+/// Hasher shared by all tables of the process.
+pub type KeyHasher = foldhash::fast::FixedState;
+
+fn hasher() -> KeyHasher {
+    foldhash::fast::FixedState::with_seed(0x5348_4152_444c_494e)
+}
+
+#[inline]
+pub fn hash_key(key: &[u8]) -> u64 {
+    hasher().hash_one(key)
+}
+
+const KIND_MASK: u32 = 0b11;
+const KIND_STR: u32 = 0;
+const KIND_OBJ: u32 = 1;
+const VOLATILE: u32 = 1 << 2;
+const RAW: u32 = 1 << 3;
+const LRU_SHIFT: u32 = 8;
+/// LRU clock resolution is one second and it wraps after 2^24 s, as redis's.
+pub const LRU_CLOCK_MAX: u32 = (1 << 24) - 1;
+
+pub struct Entry {
+    blob: Box<[u8]>,
+    klen: u32,
+    meta: u32,
+}
+
+impl Entry {
+    #[inline]
+    pub fn key(&self) -> &[u8] {
+        &self.blob[..self.klen as usize]
+    }
+    #[inline]
+    fn payload(&self) -> &[u8] {
+        &self.blob[self.klen as usize..]
+    }
+    #[inline]
+    fn is_obj(&self) -> bool {
+        self.meta & KIND_MASK == KIND_OBJ
+    }
+    fn obj_index(&self) -> usize {
+        let p = self.payload();
+        let mut b = [0u8; 4];
+        b.copy_from_slice(&p[..4]);
+        u32::from_le_bytes(b) as usize
+    }
+    pub fn lru(&self) -> u32 {
+        self.meta >> LRU_SHIFT
+    }
+    pub fn is_volatile(&self) -> bool {
+        self.meta & VOLATILE != 0
+    }
+    fn set_lru(&mut self, clock: u32) {
+        self.meta = (self.meta & ((1 << LRU_SHIFT) - 1)) | ((clock & LRU_CLOCK_MAX) << LRU_SHIFT);
+    }
+}
+
+fn make_blob(key: &[u8], payload: &[u8]) -> Box<[u8]> {
+    let mut v = Vec::with_capacity(key.len() + payload.len());
+    v.extend_from_slice(key);
+    v.extend_from_slice(payload);
+    v.into_boxed_slice()
+}
+
+/// A value as stored: a string, or a collection object.
+pub enum Value {
+    Str(Vec<u8>),
+    Obj(Object),
+}
+
+/// Borrowed view of a stored value.
+pub enum ValueRef<'a> {
+    Str(&'a [u8]),
+    Obj(&'a Object),
+}
+
+/// Information about a key that commands such as OBJECT and TTL need.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyMeta {
+    pub lru: u32,
+    pub raw_encoding: bool,
+}
+
+#[derive(Default)]
+pub struct SlotTable {
+    entries: HashTable<Entry>,
+    objects: Slab<Object>,
+    expires: IndexMap<Box<[u8]>, i64, KeyHasher>,
+}
+
+impl SlotTable {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+    pub fn volatile_len(&self) -> usize {
+        self.expires.len()
+    }
+
+    fn find(&self, key: &[u8]) -> Option<&Entry> {
+        self.entries.find(hash_key(key), |e| e.key() == key)
+    }
+
+    pub fn contains(&self, key: &[u8]) -> bool {
+        self.find(key).is_some()
+    }
+
+    pub fn get(&self, key: &[u8]) -> Option<ValueRef<'_>> {
+        let e = self.find(key)?;
+        Some(self.value_of(e))
+    }
+
+    fn value_of<'a>(&'a self, e: &'a Entry) -> ValueRef<'a> {
+        if e.is_obj() {
+            match self.objects.get(e.obj_index()) {
+                Some(o) => ValueRef::Obj(o),
+                None => ValueRef::Str(b""),
+            }
+        } else {
+            ValueRef::Str(e.payload())
+        }
+    }
+
+    /// Mutable access to a collection object.
+    pub fn get_obj_mut(&mut self, key: &[u8]) -> Option<&mut Object> {
+        let e = self.find(key)?;
+        if !e.is_obj() {
+            return None;
+        }
+        let idx = e.obj_index();
+        self.objects.get_mut(idx)
+    }
+
+    pub fn meta(&self, key: &[u8]) -> Option<KeyMeta> {
+        self.find(key).map(|e| KeyMeta {
+            lru: e.lru(),
+            raw_encoding: e.meta & RAW != 0,
+        })
+    }
+
+    pub fn touch(&mut self, key: &[u8], clock: u32) {
+        if let Some(e) = self.entries.find_mut(hash_key(key), |e| e.key() == key) {
+            e.set_lru(clock);
+        }
+    }
+
+    pub fn set_lru(&mut self, key: &[u8], clock: u32) {
+        self.touch(key, clock);
+    }
+
+    pub fn expire_at(&self, key: &[u8]) -> Option<i64> {
+        let e = self.find(key)?;
+        if e.is_volatile() {
+            self.expires.get(key).copied()
+        } else {
+            None
+        }
+    }
+
+    /// Sets or clears the expiry of an existing key. Returns false if the
+    /// key does not exist.
+    pub fn set_expire(&mut self, key: &[u8], when: Option<i64>) -> bool {
+        let Some(e) = self.entries.find_mut(hash_key(key), |e| e.key() == key) else {
+            return false;
+        };
+        match when {
+            Some(t) => {
+                e.meta |= VOLATILE;
+                self.expires.insert(Box::from(key), t);
+            }
+            None => {
+                if e.meta & VOLATILE != 0 {
+                    e.meta &= !VOLATILE;
+                    self.expires.swap_remove(key);
+                }
+            }
+        }
+        true
+    }
+
+    /// Inserts or replaces a value. The expiry is cleared unless `keep_ttl`.
+    /// Returns the previous value if any.
+    pub fn insert(
+        &mut self,
+        key: &[u8],
+        value: Value,
+        keep_ttl: bool,
+        clock: u32,
+    ) -> Option<Value> {
+        let old = self.remove_inner(key, keep_ttl);
+        let (old_value, old_expire) = match old {
+            Some((v, exp)) => (Some(v), exp),
+            None => (None, None),
+        };
+        let mut meta = clock.min(LRU_CLOCK_MAX) << LRU_SHIFT;
+        let blob = match value {
+            Value::Str(s) => {
+                meta |= KIND_STR;
+                // Strings whose bytes would not fit redis's embstr stay "raw".
+                if s.len() > 44 {
+                    meta |= RAW;
+                }
+                make_blob(key, &s)
+            }
+            Value::Obj(o) => {
+                meta |= KIND_OBJ;
+                let idx = self.objects.insert(o) as u32;
+                make_blob(key, &idx.to_le_bytes())
+            }
+        };
+        if keep_ttl && old_expire.is_some() {
+            meta |= VOLATILE;
+        }
+        let entry = Entry {
+            blob,
+            klen: key.len() as u32,
+            meta,
+        };
+        self.entries
+            .insert_unique(hash_key(key), entry, |e| hash_key(e.key()));
+        if let (true, Some(t)) = (keep_ttl, old_expire) {
+            self.expires.insert(Box::from(key), t);
+        }
+        old_value
+    }
+
+    /// Replaces the bytes of an existing string, keeping TTL and marking the
+    /// encoding raw (as redis does after APPEND/SETRANGE).
+    pub fn replace_str_raw(&mut self, key: &[u8], s: &[u8]) {
+        if let Some(e) = self.entries.find_mut(hash_key(key), |e| e.key() == key) {
+            e.blob = make_blob(key, s);
+            e.meta = (e.meta & !KIND_MASK) | KIND_STR | RAW;
+        }
+    }
+
+    fn remove_inner(&mut self, key: &[u8], take_expire: bool) -> Option<(Value, Option<i64>)> {
+        let Ok(occ) = self.entries.find_entry(hash_key(key), |e| e.key() == key) else {
+            return None;
+        };
+        let (e, _) = occ.remove();
+        let mut exp = None;
+        if e.is_volatile() {
+            let t = self.expires.swap_remove(key);
+            if take_expire {
+                exp = t;
+            }
+        }
+        let v = if e.is_obj() {
+            match self.objects.try_remove(e.obj_index()) {
+                Some(o) => Value::Obj(o),
+                None => Value::Str(Vec::new()),
+            }
+        } else {
+            Value::Str(e.payload().to_vec())
+        };
+        if self.entries.is_empty() {
+            // Give the memory of an emptied slot back.
+            self.entries.shrink_to_fit(|e| hash_key(e.key()));
+            self.objects.shrink_to_fit();
+        }
+        Some((v, exp))
+    }
+
+    /// Removes a key, returning its value and expiry.
+    pub fn remove(&mut self, key: &[u8]) -> Option<(Value, Option<i64>)> {
+        self.remove_inner(key, true)
+    }
+
+    /// Iterates over the keys of the slot.
+    pub fn keys(&self) -> impl Iterator<Item = &[u8]> {
+        self.entries.iter().map(|e| e.key())
+    }
+
+    /// The key at a random position of the expires index.
+    pub fn random_volatile(&self, r: usize) -> Option<(&[u8], i64)> {
+        if self.expires.is_empty() {
+            return None;
+        }
+        self.expires
+            .get_index(r % self.expires.len())
+            .map(|(k, t)| (&k[..], *t))
+    }
+
+    /// A random key of this slot (O(len) worst case, used by RANDOMKEY).
+    pub fn nth_key(&self, n: usize) -> Option<&[u8]> {
+        self.entries.iter().nth(n).map(|e| e.key())
+    }
+
+    /// Approximate bytes used by a key and its value (MEMORY USAGE).
+    pub fn memory_usage(&self, key: &[u8]) -> Option<usize> {
+        let e = self.find(key)?;
+        let mut n = std::mem::size_of::<Entry>() + e.blob.len() + 8;
+        if e.is_volatile() {
+            n += key.len() + 32;
+        }
+        if let ValueRef::Obj(o) = self.value_of(e) {
+            n += o.memory_usage();
+        }
+        Some(n)
+    }
+}

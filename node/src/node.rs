@@ -1,0 +1,276 @@
+//! Node-wide state shared by every connection: configuration, keyspace,
+//! write stream, client registry, pub/sub, pause state and statistics.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{
+    AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{mpsc, Notify};
+
+use crate::config::Config;
+use crate::engine::Keyspace;
+use crate::pubsub::PubSub;
+use crate::stats::Stats;
+use crate::stream::WriteStream;
+
+pub fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Messages delivered to a connection from outside its own command flow.
+pub enum Push {
+    /// A pub/sub message: kind ("message", "pmessage", "smessage"), the
+    /// pattern for pmessage, channel, payload.
+    Message {
+        kind: &'static str,
+        pattern: Option<Bytes>,
+        channel: Bytes,
+        payload: Bytes,
+    },
+    /// A MONITOR line (already formatted, without the leading '+').
+    Monitor(Bytes),
+}
+
+pub mod cflag {
+    pub const MULTI: u32 = 1;
+    pub const PUBSUB: u32 = 2;
+    pub const MONITOR: u32 = 4;
+    pub const BLOCKED: u32 = 8;
+    pub const NO_EVICT: u32 = 16;
+}
+
+/// The part of a client visible to other connections (CLIENT LIST/KILL,
+/// pub/sub delivery, MONITOR).
+pub struct ClientHandle {
+    pub id: u64,
+    pub addr: SocketAddr,
+    pub laddr: SocketAddr,
+    pub fd: i32,
+    pub created: Instant,
+    pub name: Mutex<Option<Bytes>>,
+    pub db: AtomicUsize,
+    pub last_interaction_ms: AtomicI64,
+    pub last_cmd: Mutex<String>,
+    pub flags: AtomicU32,
+    pub subs: AtomicUsize,
+    pub psubs: AtomicUsize,
+    pub ssubs: AtomicUsize,
+    pub multi_len: AtomicI64,
+    pub resp: AtomicU8,
+    pub qbuf: AtomicUsize,
+    pub obuf: AtomicUsize,
+    /// Bytes queued in `push` and not yet written.
+    pub pending_push: AtomicUsize,
+    pub killed: AtomicBool,
+    pub kill: Notify,
+    pub push: mpsc::UnboundedSender<Push>,
+}
+
+impl ClientHandle {
+    pub fn kill(&self) {
+        self.killed.store(true, Ordering::Release);
+        self.kill.notify_one();
+    }
+    pub fn has_flag(&self, f: u32) -> bool {
+        self.flags.load(Ordering::Relaxed) & f != 0
+    }
+    pub fn set_flag(&self, f: u32, on: bool) {
+        if on {
+            self.flags.fetch_or(f, Ordering::Relaxed);
+        } else {
+            self.flags.fetch_and(!f, Ordering::Relaxed);
+        }
+    }
+}
+
+/// CLIENT PAUSE state.
+#[derive(Default)]
+pub struct Pause {
+    /// Pause end (unix ms) and whether all commands (not only writes) wait.
+    pub until: Option<(i64, bool)>,
+}
+
+#[derive(Clone)]
+pub struct SlowlogEntry {
+    pub id: u64,
+    pub time: i64,
+    pub micros: u64,
+    pub args: Vec<Bytes>,
+    pub addr: String,
+    pub name: String,
+}
+
+pub struct Node {
+    pub config: RwLock<Config>,
+    pub config_path: Option<std::path::PathBuf>,
+    pub keyspace: Keyspace,
+    pub stream: WriteStream,
+    pub stats: Stats,
+    pub pubsub: PubSub,
+    pub clients: Mutex<HashMap<u64, Arc<ClientHandle>>>,
+    pub next_client_id: AtomicU64,
+    pub monitors: AtomicUsize,
+    pub pause: Mutex<Pause>,
+    pub unpaused: Notify,
+    pub slowlog: Mutex<VecDeque<SlowlogEntry>>,
+    pub slowlog_next_id: AtomicU64,
+    pub start: Instant,
+    pub start_unix_ms: i64,
+    pub run_id: String,
+    pub lastsave: AtomicI64,
+    pub dirty: AtomicU64,
+    pub shutdown: Notify,
+    pub shutting_down: AtomicBool,
+    pub port: AtomicU32,
+    /// Hot configuration values cached for the data path.
+    pub hot: HotConfig,
+}
+
+/// Configuration values read on every request, kept in atomics so the data
+/// path never takes the configuration lock.
+#[derive(Default)]
+pub struct HotConfig {
+    pub proto_max_bulk_len: AtomicU64,
+    pub query_buffer_limit: AtomicU64,
+    pub timeout_secs: AtomicU64,
+    pub maxclients: AtomicUsize,
+    pub requirepass: RwLock<Option<Bytes>>,
+    pub slowlog_slower_than: AtomicI64,
+    pub slowlog_max_len: AtomicU64,
+    pub hz: AtomicU32,
+}
+
+impl HotConfig {
+    pub fn load(&self, c: &Config) {
+        self.proto_max_bulk_len
+            .store(c.proto_max_bulk_len, Ordering::Relaxed);
+        self.query_buffer_limit
+            .store(c.client_query_buffer_limit, Ordering::Relaxed);
+        self.timeout_secs.store(c.timeout, Ordering::Relaxed);
+        self.maxclients.store(c.maxclients, Ordering::Relaxed);
+        *self.requirepass.write() = if c.requirepass.is_empty() {
+            None
+        } else {
+            Some(Bytes::from(c.requirepass.clone()))
+        };
+        self.slowlog_slower_than
+            .store(c.slowlog_log_slower_than, Ordering::Relaxed);
+        self.slowlog_max_len
+            .store(c.slowlog_max_len, Ordering::Relaxed);
+        self.hz.store(c.hz.clamp(1, 500), Ordering::Relaxed);
+    }
+}
+
+fn random_hex(n: usize) -> String {
+    use rand::Rng;
+    let mut r = rand::thread_rng();
+    (0..n)
+        .map(|_| char::from(b"0123456789abcdef"[r.gen_range(0..16)]))
+        .collect()
+}
+
+impl Node {
+    pub fn new(config: Config, config_path: Option<std::path::PathBuf>) -> Arc<Node> {
+        let hot = HotConfig::default();
+        hot.load(&config);
+        let shards = config.effective_shards();
+        let databases = config.databases.max(1);
+        let now = unix_ms();
+        Arc::new(Node {
+            keyspace: Keyspace::new(shards, databases),
+            config: RwLock::new(config),
+            config_path,
+            stream: WriteStream::default(),
+            stats: Stats::default(),
+            pubsub: PubSub::default(),
+            clients: Mutex::new(HashMap::new()),
+            next_client_id: AtomicU64::new(1),
+            monitors: AtomicUsize::new(0),
+            pause: Mutex::new(Pause::default()),
+            unpaused: Notify::new(),
+            slowlog: Mutex::new(VecDeque::new()),
+            slowlog_next_id: AtomicU64::new(0),
+            start: Instant::now(),
+            start_unix_ms: now,
+            run_id: random_hex(40),
+            lastsave: AtomicI64::new(now / 1000),
+            dirty: AtomicU64::new(0),
+            shutdown: Notify::new(),
+            shutting_down: AtomicBool::new(false),
+            port: AtomicU32::new(0),
+            hot,
+        })
+    }
+
+    /// The LRU clock: seconds, 24 bits, like redis's.
+    pub fn lru_clock(&self) -> u32 {
+        ((unix_ms() / 1000) as u32) & crate::engine::table::LRU_CLOCK_MAX
+    }
+
+    pub fn connected_clients(&self) -> usize {
+        self.clients.lock().len()
+    }
+
+    /// Whether a command must wait because of CLIENT PAUSE.
+    pub fn paused_for(&self, is_write: bool) -> Option<i64> {
+        let mut p = self.pause.lock();
+        match p.until {
+            Some((until, all)) => {
+                if unix_ms() >= until {
+                    p.until = None;
+                    self.unpaused.notify_waiters();
+                    None
+                } else if all || is_write {
+                    Some(until)
+                } else {
+                    None
+                }
+            }
+            None => None,
+        }
+    }
+
+    /// Sends a MONITOR line to every monitoring client.
+    pub fn feed_monitors(&self, db: usize, addr: &str, args: &[Bytes]) {
+        let now = unix_ms();
+        let mut line = format!(
+            "{}.{:06} [{} {}]",
+            now / 1000,
+            (now % 1000) * 1000,
+            db,
+            addr
+        );
+        for a in args {
+            line.push_str(" \"");
+            for &b in a.iter() {
+                match b {
+                    b'\\' => line.push_str("\\\\"),
+                    b'"' => line.push_str("\\\""),
+                    b'\n' => line.push_str("\\n"),
+                    b'\r' => line.push_str("\\r"),
+                    b'\t' => line.push_str("\\t"),
+                    7 => line.push_str("\\a"),
+                    8 => line.push_str("\\b"),
+                    0x20..=0x7e => line.push(char::from(b)),
+                    _ => line.push_str(&format!("\\x{b:02x}")),
+                }
+            }
+            line.push('"');
+        }
+        let line = Bytes::from(line);
+        for c in self.clients.lock().values() {
+            if c.has_flag(cflag::MONITOR) {
+                let _ = c.push.send(Push::Monitor(line.clone()));
+            }
+        }
+    }
+}

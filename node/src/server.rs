@@ -1,0 +1,472 @@
+//! Listening sockets, the per-connection loop and the server cron.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use crate::cmd::{self, Client, Flow, ReplyMode};
+use crate::node::{cflag, unix_ms, ClientHandle, Node, Push};
+use crate::resp::{ParseLimits, Proto, ReplyWriter, RequestParser};
+
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Binds the configured addresses. A leading '-' marks an address whose
+/// failure to bind is not fatal, like redis.
+pub async fn bind(node: &Node) -> std::io::Result<Vec<TcpListener>> {
+    let (addrs, port, backlog) = {
+        let c = node.config.read();
+        (c.bind.clone(), c.port, c.tcp_backlog)
+    };
+    let mut out = Vec::new();
+    for a in &addrs {
+        let (optional, a) = match a.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, a.as_str()),
+        };
+        let ip = match a {
+            "*" => "0.0.0.0",
+            "::*" => "::",
+            other => other,
+        };
+        let sa: SocketAddr = match format!("{ip}:{port}")
+            .parse()
+            .or_else(|_| format!("[{ip}]:{port}").parse())
+        {
+            Ok(sa) => sa,
+            Err(_) => {
+                if optional {
+                    continue;
+                }
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("invalid bind address '{a}'"),
+                ));
+            }
+        };
+        match listen(sa, backlog) {
+            Ok(l) => out.push(l),
+            Err(e) if optional => tracing::debug!("skipping optional bind {sa}: {e}"),
+            Err(e) => {
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!("could not bind {sa}: {e}"),
+                ));
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::AddrNotAvailable,
+            "no address could be bound",
+        ));
+    }
+    Ok(out)
+}
+
+fn listen(sa: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let domain = if sa.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
+    let s = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    if sa.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.bind(&sa.into())?;
+    s.listen(backlog.min(i32::MAX as u32) as i32)?;
+    s.set_nonblocking(true)?;
+    TcpListener::from_std(s.into())
+}
+
+/// Accepts connections until shutdown.
+pub async fn accept_loop(node: Arc<Node>, listener: TcpListener) {
+    loop {
+        let (stream, addr) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            _ = node.shutdown.notified() => return,
+        };
+        let node = node.clone();
+        tokio::spawn(async move {
+            connection(node, stream, addr).await;
+        });
+    }
+}
+
+fn is_loopback(a: &SocketAddr) -> bool {
+    match a {
+        SocketAddr::V4(v) => v.ip().is_loopback(),
+        SocketAddr::V6(v) => {
+            v.ip().is_loopback() || v.ip().to_ipv4_mapped().is_some_and(|i| i.is_loopback())
+        }
+    }
+}
+
+const PROTECTED_MSG: &str = "-DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers to Redis you may adopt one of the following solutions: 1) Just disable protected mode sending the command 'CONFIG SET protected-mode no' from the loopback interface by connecting to Redis from the same host the server is running, however MAKE SURE Redis is not publicly accessible from internet if you do so. Use CONFIG REWRITE to make this change permanent. 2) Alternatively you can just disable the protected mode by editing the Redis configuration file, and setting the protected mode option to 'no', and then restarting the server. 3) If you started the server manually just for testing, restart it with the '--protected-mode no' option. 4) Set up an authentication password for the default user. NOTE: You only need to do one of the above things in order for the server to start accepting connections from the outside.\r\n";
+
+fn configure_socket(node: &Node, stream: &TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let keepalive = node.config.read().tcp_keepalive;
+    if keepalive > 0 {
+        let sock = socket2::SockRef::from(stream);
+        let ka = socket2::TcpKeepalive::new()
+            .with_time(Duration::from_secs(keepalive))
+            .with_interval(Duration::from_secs((keepalive / 3).max(1)));
+        let _ = sock.set_tcp_keepalive(&ka);
+    }
+}
+
+async fn connection(node: Arc<Node>, mut stream: TcpStream, addr: SocketAddr) {
+    node.stats
+        .total_connections_received
+        .fetch_add(1, Ordering::Relaxed);
+    let maxclients = node.hot.maxclients.load(Ordering::Relaxed);
+    if node.connected_clients() >= maxclients {
+        node.stats
+            .rejected_connections
+            .fetch_add(1, Ordering::Relaxed);
+        let _ = stream
+            .write_all(b"-ERR max number of clients reached\r\n")
+            .await;
+        return;
+    }
+    let (protected, has_pass) = {
+        let c = node.config.read();
+        (c.protected_mode, !c.requirepass.is_empty())
+    };
+    if protected && !has_pass && !is_loopback(&addr) {
+        let _ = stream.write_all(PROTECTED_MSG.as_bytes()).await;
+        return;
+    }
+    configure_socket(&node, &stream);
+    let laddr = stream.local_addr().unwrap_or(addr);
+    let (push_tx, mut push_rx) = mpsc::unbounded_channel();
+    let id = node.next_client_id.fetch_add(1, Ordering::Relaxed);
+    let fd = {
+        use std::os::fd::AsRawFd;
+        stream.as_raw_fd()
+    };
+    let handle = Arc::new(ClientHandle {
+        id,
+        addr,
+        laddr,
+        fd,
+        created: std::time::Instant::now(),
+        name: Default::default(),
+        db: Default::default(),
+        last_interaction_ms: unix_ms().into(),
+        last_cmd: parking_lot::Mutex::new("NULL".into()),
+        flags: Default::default(),
+        subs: Default::default(),
+        psubs: Default::default(),
+        ssubs: Default::default(),
+        multi_len: (-1).into(),
+        resp: 2.into(),
+        qbuf: Default::default(),
+        obuf: Default::default(),
+        pending_push: Default::default(),
+        killed: Default::default(),
+        kill: Default::default(),
+        push: push_tx,
+    });
+    node.clients.lock().insert(id, handle.clone());
+    let needs_auth = node.hot.requirepass.read().is_some();
+    let mut client = Client::new(handle.clone(), !needs_auth);
+    let mut conn = Conn {
+        node: node.clone(),
+        parser: RequestParser::new(),
+        inbuf: BytesMut::with_capacity(READ_CHUNK),
+        out: BytesMut::with_capacity(READ_CHUNK),
+        pending: None,
+    };
+    if let Err(e) = conn.run(&mut client, &mut stream, &mut push_rx).await {
+        tracing::debug!(id, %addr, "connection closed: {e}");
+    }
+    cleanup(&node, &mut client);
+}
+
+fn cleanup(node: &Arc<Node>, client: &mut Client) {
+    let id = client.handle.id;
+    cmd::pubsub::unsubscribe_all(node, client);
+    cmd::multi::unwatch_all(node, client);
+    if client.handle.has_flag(cflag::MONITOR) {
+        node.monitors.fetch_sub(1, Ordering::Relaxed);
+    }
+    node.clients.lock().remove(&id);
+    node.stats
+        .total_commands_processed
+        .fetch_add(std::mem::take(&mut client.pending_cmds), Ordering::Relaxed);
+}
+
+struct Conn {
+    node: Arc<Node>,
+    parser: RequestParser,
+    inbuf: BytesMut,
+    out: BytesMut,
+    /// A request waiting for CLIENT PAUSE to end.
+    pending: Option<Vec<Bytes>>,
+}
+
+enum Step {
+    Continue,
+    Close,
+    Wait(i64),
+}
+
+impl Conn {
+    async fn run(
+        &mut self,
+        client: &mut Client,
+        stream: &mut TcpStream,
+        push_rx: &mut mpsc::UnboundedReceiver<Push>,
+    ) -> std::io::Result<()> {
+        let handle = client.handle.clone();
+        let (mut rd, mut wr) = stream.split();
+        loop {
+            if handle.killed.load(Ordering::Acquire) {
+                return Ok(());
+            }
+            if self.inbuf.capacity() - self.inbuf.len() < READ_CHUNK / 4 {
+                self.inbuf.reserve(READ_CHUNK);
+            }
+            tokio::select! {
+                biased;
+                _ = handle.kill.notified() => return Ok(()),
+                r = rd.read_buf(&mut self.inbuf) => {
+                    let n = r?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    self.node.stats.total_net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                    handle.last_interaction_ms.store(unix_ms(), Ordering::Relaxed);
+                    let step = self.process(client);
+                    self.flush(&mut wr, client).await?;
+                    match step {
+                        Step::Continue => {}
+                        Step::Close => return Ok(()),
+                        Step::Wait(until) => {
+                            self.wait_pause(until, &handle).await;
+                            // Retry now that the pause is over.
+                            let step = self.process(client);
+                            self.flush(&mut wr, client).await?;
+                            if let Step::Close = step {
+                                return Ok(());
+                            }
+                        }
+                    }
+                }
+                p = push_rx.recv() => {
+                    let Some(p) = p else { return Ok(()) };
+                    self.write_push(client, p);
+                    while let Ok(p) = push_rx.try_recv() {
+                        self.write_push(client, p);
+                        if self.out.len() > 64 * 1024 {
+                            break;
+                        }
+                    }
+                    let n = self.out.len();
+                    self.flush(&mut wr, client).await?;
+                    let _ = handle.pending_push.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(n)));
+                }
+            }
+        }
+    }
+
+    async fn wait_pause(&mut self, until: i64, handle: &ClientHandle) {
+        loop {
+            let now = unix_ms();
+            if now >= until || handle.killed.load(Ordering::Acquire) {
+                return;
+            }
+            let notified = self.node.unpaused.notified();
+            tokio::select! {
+                _ = notified => return,
+                _ = tokio::time::sleep(Duration::from_millis((until - now) as u64)) => return,
+                _ = handle.kill.notified() => return,
+            }
+        }
+    }
+
+    /// Parses and executes every complete request in the input buffer.
+    fn process(&mut self, client: &mut Client) -> Step {
+        let limits = ParseLimits {
+            max_bulk_len: self.node.hot.proto_max_bulk_len.load(Ordering::Relaxed),
+        };
+        loop {
+            let args = match self.pending.take() {
+                Some(a) => a,
+                None => match self.parser.parse(&mut self.inbuf, &limits) {
+                    Ok(Some(a)) => a,
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::debug!(addr = %client.addr, "protocol error: {e}");
+                        let mut w = ReplyWriter::new(&mut self.out, client.proto);
+                        w.error(&format!("ERR {e}"));
+                        return Step::Close;
+                    }
+                },
+            };
+            let mark = self.out.len();
+            let flow = cmd::dispatch(&self.node, client, &args, &mut self.out);
+            match client.reply_mode {
+                ReplyMode::On => {}
+                ReplyMode::Off => self.out.truncate(mark),
+                ReplyMode::Skip => {
+                    self.out.truncate(mark);
+                    client.reply_mode = ReplyMode::On;
+                }
+            }
+            match flow {
+                Flow::Continue => {}
+                Flow::Close => return Step::Close,
+                Flow::WaitPause(until) => {
+                    self.pending = Some(args);
+                    return Step::Wait(until);
+                }
+            }
+            if client.close_after_reply {
+                return Step::Close;
+            }
+        }
+        let limit = self.node.hot.query_buffer_limit.load(Ordering::Relaxed) as usize;
+        let qbuf = self.inbuf.len();
+        client.handle.qbuf.store(qbuf, Ordering::Relaxed);
+        if qbuf > limit {
+            tracing::warn!(addr = %client.addr, qbuf, "closing client that reached max query buffer length");
+            return Step::Close;
+        }
+        self.node
+            .stats
+            .total_commands_processed
+            .fetch_add(std::mem::take(&mut client.pending_cmds), Ordering::Relaxed);
+        Step::Continue
+    }
+
+    fn write_push(&mut self, client: &Client, p: Push) {
+        let mut w = ReplyWriter::new(&mut self.out, client.proto);
+        match p {
+            Push::Message {
+                kind,
+                pattern,
+                channel,
+                payload,
+            } => {
+                w.push(if pattern.is_some() { 4 } else { 3 });
+                w.bulk_str(kind);
+                if let Some(p) = pattern {
+                    w.bulk(&p);
+                }
+                w.bulk(&channel);
+                w.bulk(&payload);
+            }
+            Push::Monitor(line) => {
+                w.raw(b"+");
+                w.raw(&line);
+                w.raw(b"\r\n");
+            }
+        }
+    }
+
+    async fn flush(
+        &mut self,
+        wr: &mut tokio::net::tcp::WriteHalf<'_>,
+        client: &Client,
+    ) -> std::io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let n = self.out.len();
+        client.handle.obuf.store(n, Ordering::Relaxed);
+        wr.write_all(&self.out).await?;
+        self.node
+            .stats
+            .total_net_output_bytes
+            .fetch_add(n as u64, Ordering::Relaxed);
+        client.handle.obuf.store(0, Ordering::Relaxed);
+        if self.out.capacity() > 1024 * 1024 {
+            self.out = BytesMut::with_capacity(READ_CHUNK);
+        } else {
+            self.out.clear();
+        }
+        if self.inbuf.is_empty()
+            && self.inbuf.capacity() > 1024 * 1024
+            && !self.parser.in_progress()
+        {
+            self.inbuf = BytesMut::with_capacity(READ_CHUNK);
+        }
+        let _ = Proto::Resp2;
+        Ok(())
+    }
+}
+
+/// Periodic work: active expiry, idle client timeouts, ops/sec sampling.
+pub async fn cron(node: Arc<Node>) {
+    use rand::Rng;
+    let mut rng = rand::rngs::StdRng::from_entropy();
+    use rand::SeedableRng;
+    loop {
+        let hz = node.hot.hz.load(Ordering::Relaxed).max(1);
+        let period = Duration::from_millis(1000 / u64::from(hz));
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = node.shutdown.notified() => return,
+        }
+        let now = unix_ms();
+        {
+            let count = node.stats.total_commands_processed.load(Ordering::Relaxed);
+            node.stats.ops_sampler.lock().sample(now, count);
+        }
+        // Active expiry: up to 25% of a tick per shard, shard by shard, so
+        // the data path of other shards is never blocked by it.
+        let effort = u64::from(node.config.read().active_expire_effort.clamp(1, 10));
+        let budget = period.mul_f64(0.25 * (1.0 + (effort as f64 - 1.0) / 9.0))
+            / node.keyspace.nshards() as u32;
+        let started = std::time::Instant::now();
+        for id in 0..node.keyspace.nshards() {
+            let guards = node.keyspace.lock(&[id]);
+            let mut view = crate::engine::View::new(
+                &node.keyspace,
+                guards,
+                0,
+                now,
+                node.lru_clock(),
+                &node.stream,
+                &node.stats,
+                crate::engine::ExpirePolicy::Delete,
+            );
+            let mut rnd = |n: usize| rng.gen_range(0..n.max(1));
+            view.active_expire(budget, &mut rnd);
+        }
+        node.stats
+            .expire_cycle_cpu_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        // Idle timeout.
+        let timeout = node.hot.timeout_secs.load(Ordering::Relaxed);
+        if timeout > 0 {
+            let limit = now - (timeout as i64) * 1000;
+            for c in node.clients.lock().values() {
+                let exempt = c.has_flag(cflag::PUBSUB)
+                    || c.has_flag(cflag::BLOCKED)
+                    || c.has_flag(cflag::MONITOR);
+                if !exempt && c.last_interaction_ms.load(Ordering::Relaxed) < limit {
+                    tracing::debug!(id = c.id, "closing idle client");
+                    c.kill();
+                }
+            }
+        }
+    }
+}
