@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use crate::cmd::{self, Client, Flow, ReplyMode};
 use crate::node::{cflag, unix_ms, ClientHandle, Node, Push};
-use crate::resp::{ParseLimits, Proto, ReplyWriter, RequestParser};
+use crate::resp::{ParseLimits, ReplyWriter, RequestParser};
 
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -408,7 +408,6 @@ impl Conn {
         {
             self.inbuf = BytesMut::with_capacity(READ_CHUNK);
         }
-        let _ = Proto::Resp2;
         Ok(())
     }
 }

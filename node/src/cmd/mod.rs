@@ -338,7 +338,7 @@ pub fn dispatch(
     };
     if client.multi.is_some() && !runs_in_multi(name) {
         if spec.flags & flag::NO_MULTI != 0 {
-            w.error(&format!("ERR Command not allowed inside a transaction"));
+            w.error("ERR Command not allowed inside a transaction");
             return Flow::Continue;
         }
         if let Some(q) = client.multi.as_mut() {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::{err, Access, Client, CmdError, CmdResult, Ctx, Entry};
-use crate::node::{cflag, Node, Push};
+use crate::node::{cflag, Node};
 use crate::pubsub::Kind;
 use crate::resp::ReplyWriter;
 
@@ -63,10 +63,6 @@ fn confirm(w: &mut ReplyWriter, what: &str, name: Option<&[u8]>, count: i64) {
 }
 
 fn sub_generic(ctx: &mut Ctx, kind: Kind, what: &str) -> CmdResult {
-    if ctx.client.multi.is_some() && kind != Kind::Channel {
-        // Allowed by redis only for SUBSCRIBE in RESP3... keep redis's rule:
-        // subscribing inside MULTI is refused.
-    }
     let args = ctx.args;
     for ch in &args[1..] {
         if ctx.node.pubsub.subscribe(kind, ch, &ctx.client.handle) {
@@ -213,6 +209,5 @@ fn pubsub(ctx: &mut Ctx) -> CmdResult {
             )))
         }
     }
-    let _ = Push::Monitor;
     Ok(())
 }

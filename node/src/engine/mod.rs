@@ -101,9 +101,9 @@ pub struct Shard {
 }
 
 /// Handle that commands use to defer freeing of large values.
-pub type LazyFree = crossbeam_like::Sender;
+pub type LazyFree = lazyfree::Sender;
 
-mod crossbeam_like {
+mod lazyfree {
     use std::sync::mpsc;
 
     /// Values dropped on the lazy-free thread.
@@ -141,7 +141,7 @@ impl Keyspace {
                 })
             })
             .collect();
-        let (tx, rx) = std::sync::mpsc::channel::<crossbeam_like::Garbage>();
+        let (tx, rx) = std::sync::mpsc::channel::<lazyfree::Garbage>();
         let spawned = std::thread::Builder::new()
             .name("lazyfree".into())
             .spawn(move || {
@@ -157,7 +157,7 @@ impl Keyspace {
         Keyspace {
             shards,
             databases,
-            lazyfree: crossbeam_like::Sender(tx),
+            lazyfree: lazyfree::Sender(tx),
         }
     }
 
@@ -189,7 +189,7 @@ impl Keyspace {
     }
 
     /// Queues a value to be dropped on the lazy-free thread.
-    pub fn free_later(&self, g: crossbeam_like::Garbage) {
+    pub fn free_later(&self, g: lazyfree::Garbage) {
         self.lazyfree.free(g);
     }
 
