@@ -59,7 +59,7 @@ pub struct ClientHandle {
     pub name: Mutex<Option<Bytes>>,
     pub db: AtomicUsize,
     pub last_interaction_ms: AtomicI64,
-    pub last_cmd: Mutex<String>,
+    pub last_cmd: Mutex<&'static str>,
     pub flags: AtomicU32,
     pub subs: AtomicUsize,
     pub psubs: AtomicUsize,

@@ -169,7 +169,7 @@ async fn connection(node: Arc<Node>, mut stream: TcpStream, addr: SocketAddr) {
         name: Default::default(),
         db: Default::default(),
         last_interaction_ms: unix_ms().into(),
-        last_cmd: parking_lot::Mutex::new("NULL".into()),
+        last_cmd: parking_lot::Mutex::new("NULL"),
         flags: Default::default(),
         subs: Default::default(),
         psubs: Default::default(),

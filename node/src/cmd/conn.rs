@@ -218,9 +218,7 @@ pub fn client_line(c: &ClientHandle, now_ms: i64, current_cmd: Option<&str>) -> 
         .unwrap_or_default();
     let age = c.created.elapsed().as_secs();
     let idle = ((now_ms - c.last_interaction_ms.load(Ordering::Relaxed)).max(0) / 1000) as u64;
-    let cmd = current_cmd
-        .map(str::to_string)
-        .unwrap_or_else(|| c.last_cmd.lock().clone());
+    let cmd = current_cmd.unwrap_or_else(|| *c.last_cmd.lock());
     let qbuf = c.qbuf.load(Ordering::Relaxed);
     let obuf = c.obuf.load(Ordering::Relaxed);
     format!(

@@ -473,7 +473,7 @@ pub fn after_call(node: &Node, client: &Client, args: &[Bytes], spec: &CommandSp
     {
         node.feed_monitors(client.db, &client.addr, args);
     }
-    *client.handle.last_cmd.lock() = spec.name.to_string();
+    *client.handle.last_cmd.lock() = spec.name;
 }
 
 /// Parses an integer argument as redis's string2ll: no spaces, no '+',

@@ -366,6 +366,12 @@ fn shutdown(ctx: &mut Ctx) -> CmdResult {
     if abort {
         return err("ERR No shutdown in progress.");
     }
+    if ctx.args[1..].iter().any(|a| eq_ic(a, "save")) {
+        // RDB persistence arrives with replication snapshots; refusing is
+        // better than exiting while claiming the dataset was saved.
+        tracing::warn!("SHUTDOWN SAVE refused: this build has no RDB persistence yet");
+        return err("ERR Errors trying to SHUTDOWN. Check logs.");
+    }
     tracing::warn!("User requested shutdown...");
     ctx.node.shutting_down.store(true, Ordering::Release);
     ctx.node.shutdown.notify_waiters();
