@@ -65,7 +65,7 @@ fn main() -> ExitCode {
         }
     };
     let cfg = loaded.config;
-    let _guard = match init_logging(&cfg.loglevel, &cfg.logfile) {
+    let _guard = match init_logging(cfg.loglevel.as_str(), &cfg.logfile) {
         Ok(g) => g,
         Err(e) => {
             eprintln!("{e}");

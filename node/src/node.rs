@@ -151,12 +151,15 @@ pub struct HotConfig {
 
 impl HotConfig {
     pub fn load(&self, c: &Config) {
+        let nonneg = |v: i64| v.max(0) as u64;
         self.proto_max_bulk_len
-            .store(c.proto_max_bulk_len, Ordering::Relaxed);
+            .store(nonneg(c.proto_max_bulk_len), Ordering::Relaxed);
         self.query_buffer_limit
-            .store(c.client_query_buffer_limit, Ordering::Relaxed);
-        self.timeout_secs.store(c.timeout, Ordering::Relaxed);
-        self.maxclients.store(c.maxclients, Ordering::Relaxed);
+            .store(nonneg(c.client_query_buffer_limit), Ordering::Relaxed);
+        self.timeout_secs
+            .store(nonneg(c.timeout), Ordering::Relaxed);
+        self.maxclients
+            .store(nonneg(c.maxclients) as usize, Ordering::Relaxed);
         *self.requirepass.write() = if c.requirepass.is_empty() {
             None
         } else {
@@ -165,8 +168,8 @@ impl HotConfig {
         self.slowlog_slower_than
             .store(c.slowlog_log_slower_than, Ordering::Relaxed);
         self.slowlog_max_len
-            .store(c.slowlog_max_len, Ordering::Relaxed);
-        self.hz.store(c.hz.clamp(1, 500), Ordering::Relaxed);
+            .store(nonneg(c.slowlog_max_len), Ordering::Relaxed);
+        self.hz.store(c.hz.clamp(1, 500) as u32, Ordering::Relaxed);
     }
 }
 
@@ -183,7 +186,7 @@ impl Node {
         let hot = HotConfig::default();
         hot.load(&config);
         let shards = config.effective_shards();
-        let databases = config.databases.max(1);
+        let databases = config.databases.max(1) as usize;
         let now = unix_ms();
         Arc::new(Node {
             keyspace: Keyspace::new(shards, databases),

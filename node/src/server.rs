@@ -21,7 +21,11 @@ const READ_CHUNK: usize = 16 * 1024;
 pub async fn bind(node: &Node) -> std::io::Result<Vec<TcpListener>> {
     let (addrs, port, backlog) = {
         let c = node.config.read();
-        (c.bind.clone(), c.port, c.tcp_backlog)
+        (
+            c.bind.clone(),
+            c.port,
+            c.tcp_backlog.clamp(0, i64::from(i32::MAX)) as u32,
+        )
     };
     let mut out = Vec::new();
     for a in &addrs {
@@ -120,7 +124,7 @@ const PROTECTED_MSG: &str = "-DENIED Redis is running in protected mode because 
 
 fn configure_socket(node: &Node, stream: &TcpStream) {
     let _ = stream.set_nodelay(true);
-    let keepalive = node.config.read().tcp_keepalive;
+    let keepalive = node.config.read().tcp_keepalive.max(0) as u64;
     if keepalive > 0 {
         let sock = socket2::SockRef::from(stream);
         let ka = socket2::TcpKeepalive::new()
@@ -431,7 +435,7 @@ pub async fn cron(node: Arc<Node>) {
         }
         // Active expiry: up to 25% of a tick per shard, shard by shard, so
         // the data path of other shards is never blocked by it.
-        let effort = u64::from(node.config.read().active_expire_effort.clamp(1, 10));
+        let effort = node.config.read().active_expire_effort.clamp(1, 10) as u64;
         let budget = period.mul_f64(0.25 * (1.0 + (effort as f64 - 1.0) / 9.0))
             / node.keyspace.nshards() as u32;
         let started = std::time::Instant::now();

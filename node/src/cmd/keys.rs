@@ -383,7 +383,13 @@ fn object(ctx: &mut Ctx) -> CmdResult {
         return Ok(());
     }
     let key = ctx.args[2].clone();
-    let lfu = ctx.node.config.read().maxmemory_policy.contains("lfu");
+    let lfu = ctx
+        .node
+        .config
+        .read()
+        .maxmemory_policy
+        .as_str()
+        .contains("lfu");
     let clock = ctx.node.lru_clock();
     let view = ctx.view()?;
     let Some(meta) = view.meta(&key) else {

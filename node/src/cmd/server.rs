@@ -173,7 +173,7 @@ pub fn info_text(node: &Node, sections: &[String]) -> String {
             human_bytes(used),
             cfg.maxmemory,
             human_bytes(cfg.maxmemory as usize),
-            cfg.maxmemory_policy,
+            cfg.maxmemory_policy.as_str(),
         );
         section("Memory", s);
     }
