@@ -821,7 +821,7 @@ config_table! {
     tcp_keepalive: i64 = "tcp-keepalive" [] Int { min: 0, max: I32_MAX }, "300", Mutable, Implemented;
     tcp_backlog: i64 = "tcp-backlog" [] Int { min: 0, max: I32_MAX }, "511", Immutable, Implemented;
     /// Background task frequency; stored clamped to 1..=500 like redis.
-    hz: i64 = "hz" [] Int { min: 0, max: I32_MAX }, "10", Mutable, Accepted;
+    hz: i64 = "hz" [] Int { min: 0, max: I32_MAX }, "10", Mutable, Implemented;
     dynamic_hz: bool = "dynamic-hz" [] Bool, "yes", Mutable, Accepted;
     proto_max_bulk_len: i64 = "proto-max-bulk-len" [] Memory { min: MB, max: LL_MAX }, "512mb", Mutable, Implemented;
     client_query_buffer_limit: i64 = "client-query-buffer-limit" [] Memory { min: MB, max: LL_MAX }, "1gb", Mutable, Implemented;
@@ -836,8 +836,8 @@ config_table! {
     maxmemory_samples: i64 = "maxmemory-samples" [] Int { min: 1, max: 64 }, "5", Mutable, Accepted;
     lfu_log_factor: i64 = "lfu-log-factor" [] Int { min: 0, max: I32_MAX }, "10", Mutable, Accepted;
     lfu_decay_time: i64 = "lfu-decay-time" [] Int { min: 0, max: I32_MAX }, "1", Mutable, Accepted;
-    slowlog_log_slower_than: i64 = "slowlog-log-slower-than" [] Int { min: -1, max: LL_MAX }, "10000", Mutable, Accepted;
-    slowlog_max_len: i64 = "slowlog-max-len" [] Int { min: 0, max: U32_MAX }, "128", Mutable, Accepted;
+    slowlog_log_slower_than: i64 = "slowlog-log-slower-than" [] Int { min: -1, max: LL_MAX }, "10000", Mutable, Implemented;
+    slowlog_max_len: i64 = "slowlog-max-len" [] Int { min: 0, max: U32_MAX }, "128", Mutable, Implemented;
     latency_monitor_threshold: i64 = "latency-monitor-threshold" [] Int { min: 0, max: LL_MAX }, "0", Mutable, Accepted;
     notify_keyspace_events: NotifyFlags = "notify-keyspace-events" [] Kind::NotifyKeyspaceEvents, "", Mutable, Accepted;
     hash_max_listpack_entries: i64 = "hash-max-listpack-entries" ["hash-max-ziplist-entries"] Memory { min: 0, max: LL_MAX }, "128", Mutable, Accepted;
@@ -854,7 +854,7 @@ config_table! {
     lazyfree_lazy_server_del: bool = "lazyfree-lazy-server-del" [] Bool, "no", Mutable, Accepted;
     lazyfree_lazy_user_del: bool = "lazyfree-lazy-user-del" [] Bool, "no", Mutable, Accepted;
     lazyfree_lazy_user_flush: bool = "lazyfree-lazy-user-flush" [] Bool, "no", Mutable, Accepted;
-    active_expire_effort: i64 = "active-expire-effort" [] Int { min: 1, max: 10 }, "1", Mutable, Accepted;
+    active_expire_effort: i64 = "active-expire-effort" [] Int { min: 1, max: 10 }, "1", Mutable, Implemented;
     replica_read_only: bool = "replica-read-only" ["slave-read-only"] Bool, "yes", Mutable, Accepted;
     replica_serve_stale_data: bool = "replica-serve-stale-data" ["slave-serve-stale-data"] Bool, "yes", Mutable, Accepted;
     repl_backlog_size: i64 = "repl-backlog-size" [] Memory { min: 1, max: LL_MAX }, "1mb", Mutable, Accepted;
@@ -1846,4 +1846,31 @@ mod tests {
         }
         assert!(directives().iter().any(|d| d.support == Support::Accepted));
     }
+}
+
+/// The directive table of docs/configuration.md, generated from the
+/// registry so the documentation cannot drift from the code.
+pub fn reference_markdown() -> String {
+    let mut s = String::from(
+        "| directive | aliases | default | CONFIG SET | status |\n|---|---|---|---|---|\n",
+    );
+    for d in directives() {
+        let aliases = d.aliases.join(", ");
+        let default = if d.default.is_empty() {
+            "\"\"".to_string()
+        } else {
+            format!("`{}`", d.default)
+        };
+        let set = match d.mutability {
+            Mutability::Mutable => "yes",
+            Mutability::Immutable => "no (start-up only)",
+            Mutability::Protected => "no (protected)",
+        };
+        let status = match d.support {
+            Support::Implemented => "implemented",
+            Support::Accepted => "accepted, implemented by a later issue",
+        };
+        s.push_str(&format!("| `{}` | {aliases} | {default} | {set} | {status} |\n", d.name));
+    }
+    s
 }
