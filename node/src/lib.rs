@@ -1,2 +1,3 @@
 //! shardline-node: a Redis-compatible server.
+pub mod cmdspec;
 pub mod resp;
