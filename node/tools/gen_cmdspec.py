@@ -15,6 +15,7 @@ The output is deterministic: commands and subcommands are sorted by name
 (redis itself serves subcommands in per-process random dict order).
 """
 import os
+import subprocess
 import sys
 
 import resp_client as rc
@@ -283,6 +284,8 @@ def main():
                 "pub(super) static COMMANDS: &[CommandSpec] = &[\n" % version)
         f.write("".join(parts))
         f.write("];\n")
+    # Keep the committed file in the shape `cargo fmt` gives it.
+    subprocess.run(["rustfmt", "--edition", "2021", OUT], check=True)
     print("wrote %d commands to %s" % (len(names), OUT))
 
 
