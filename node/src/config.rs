@@ -1870,7 +1870,10 @@ pub fn reference_markdown() -> String {
             Support::Implemented => "implemented",
             Support::Accepted => "accepted, implemented by a later issue",
         };
-        s.push_str(&format!("| `{}` | {aliases} | {default} | {set} | {status} |\n", d.name));
+        s.push_str(&format!(
+            "| `{}` | {aliases} | {default} | {set} | {status} |\n",
+            d.name
+        ));
     }
     s
 }

@@ -262,6 +262,14 @@ fn allowed_in_pubsub(name: &str) -> bool {
 /// The shards a command's keys live on, sorted and deduplicated.
 fn shards_for(node: &Node, spec: &CommandSpec, args: &[Bytes]) -> SmallVec<[usize; 4]> {
     let mut ids: SmallVec<[usize; 4]> = SmallVec::new();
+    // Fast path for the common single-key form (GET, SET, INCR...): no
+    // allocation, no key-spec walk.
+    if spec.first_key == 1 && spec.last_key == 1 && spec.flags & flag::MOVABLEKEYS == 0 {
+        if let Some(k) = args.get(1) {
+            ids.push(node.keyspace.shard_of_slot(key_slot(k)));
+        }
+        return ids;
+    }
     if let Ok(idx) = cmdspec::key_indices(spec, args) {
         for i in idx {
             if let Some(k) = args.get(i) {
