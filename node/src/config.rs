@@ -1456,6 +1456,36 @@ fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
     result
 }
 
+/// The directive table of docs/configuration.md, generated from the
+/// registry so the documentation cannot drift from the code.
+pub fn reference_markdown() -> String {
+    let mut s = String::from(
+        "| directive | aliases | default | CONFIG SET | status |\n|---|---|---|---|---|\n",
+    );
+    for d in directives() {
+        let aliases = d.aliases.join(", ");
+        let default = if d.default.is_empty() {
+            "\"\"".to_string()
+        } else {
+            format!("`{}`", d.default)
+        };
+        let set = match d.mutability {
+            Mutability::Mutable => "yes",
+            Mutability::Immutable => "no (start-up only)",
+            Mutability::Protected => "no (protected)",
+        };
+        let status = match d.support {
+            Support::Implemented => "implemented",
+            Support::Accepted => "accepted, implemented by a later issue",
+        };
+        s.push_str(&format!(
+            "| `{}` | {aliases} | {default} | {set} | {status} |\n",
+            d.name
+        ));
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1846,34 +1876,4 @@ mod tests {
         }
         assert!(directives().iter().any(|d| d.support == Support::Accepted));
     }
-}
-
-/// The directive table of docs/configuration.md, generated from the
-/// registry so the documentation cannot drift from the code.
-pub fn reference_markdown() -> String {
-    let mut s = String::from(
-        "| directive | aliases | default | CONFIG SET | status |\n|---|---|---|---|---|\n",
-    );
-    for d in directives() {
-        let aliases = d.aliases.join(", ");
-        let default = if d.default.is_empty() {
-            "\"\"".to_string()
-        } else {
-            format!("`{}`", d.default)
-        };
-        let set = match d.mutability {
-            Mutability::Mutable => "yes",
-            Mutability::Immutable => "no (start-up only)",
-            Mutability::Protected => "no (protected)",
-        };
-        let status = match d.support {
-            Support::Implemented => "implemented",
-            Support::Accepted => "accepted, implemented by a later issue",
-        };
-        s.push_str(&format!(
-            "| `{}` | {aliases} | {default} | {set} | {status} |\n",
-            d.name
-        ));
-    }
-    s
 }

@@ -291,17 +291,15 @@ impl Conn {
     }
 
     async fn wait_pause(&mut self, until: i64, handle: &ClientHandle) {
-        loop {
-            let now = unix_ms();
-            if now >= until || handle.killed.load(Ordering::Acquire) {
-                return;
-            }
-            let notified = self.node.unpaused.notified();
-            tokio::select! {
-                _ = notified => return,
-                _ = tokio::time::sleep(Duration::from_millis((until - now) as u64)) => return,
-                _ = handle.kill.notified() => return,
-            }
+        let now = unix_ms();
+        if now >= until || handle.killed.load(Ordering::Acquire) {
+            return;
+        }
+        let notified = self.node.unpaused.notified();
+        tokio::select! {
+            _ = notified => {}
+            _ = tokio::time::sleep(Duration::from_millis((until - now) as u64)) => {}
+            _ = handle.kill.notified() => {}
         }
     }
 

@@ -144,7 +144,7 @@ fn expire_generic(ctx: &mut Ctx, unit_ms: i64, absolute: bool) -> CmdResult {
     }
     let cur = view.expire_at(key);
     let ok = match cur {
-        Some(c) => !nx && !(gt && when <= c) && !(lt && when >= c),
+        Some(c) => !(nx || (gt && when <= c) || (lt && when >= c)),
         // A key without TTL counts as an infinite TTL.
         None => !xx && !gt,
     };

@@ -272,11 +272,9 @@ fn getex(ctx: &mut Ctx) -> CmdResult {
             let ms = at.to_string();
             view.propagate(&[b"PEXPIREAT", key, ms.as_bytes()]);
         }
-        Exp::Persist => {
-            if view.expire_at(key).is_some() {
-                view.set_expire(key, None);
-                view.propagate(&[b"PERSIST", key]);
-            }
+        Exp::Persist if view.expire_at(key).is_some() => {
+            view.set_expire(key, None);
+            view.propagate(&[b"PERSIST", key]);
         }
         _ => {}
     }
