@@ -1,6 +1,7 @@
 //! shardline-node: a Redis-compatible server whose cluster mode is
 //! wire-compatible with Redis 7 Cluster.
 
+pub mod blocking;
 pub mod cmd;
 pub mod cmdspec;
 pub mod config;

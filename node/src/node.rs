@@ -147,6 +147,7 @@ pub struct HotConfig {
     pub slowlog_slower_than: AtomicI64,
     pub slowlog_max_len: AtomicU64,
     pub hz: AtomicU32,
+    limits: RwLock<crate::engine::types::EncodingLimits>,
 }
 
 impl HotConfig {
@@ -170,6 +171,22 @@ impl HotConfig {
         self.slowlog_max_len
             .store(nonneg(c.slowlog_max_len), Ordering::Relaxed);
         self.hz.store(c.hz.clamp(1, 500) as u32, Ordering::Relaxed);
+        let u = |v: i64| v.max(0) as usize;
+        *self.limits.write() = crate::engine::types::EncodingLimits {
+            hash_max_listpack_entries: u(c.hash_max_listpack_entries),
+            hash_max_listpack_value: u(c.hash_max_listpack_value),
+            list_max_listpack_size: c.list_max_listpack_size,
+            set_max_intset_entries: u(c.set_max_intset_entries),
+            set_max_listpack_entries: u(c.set_max_listpack_entries),
+            set_max_listpack_value: u(c.set_max_listpack_value),
+            zset_max_listpack_entries: u(c.zset_max_listpack_entries),
+            zset_max_listpack_value: u(c.zset_max_listpack_value),
+        };
+    }
+
+    /// Encoding thresholds of the collection types.
+    pub fn limits(&self) -> crate::engine::types::EncodingLimits {
+        *self.limits.read()
     }
 }
 

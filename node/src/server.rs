@@ -10,6 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
+use crate::blocking::{Blocked, Cancel, TimeoutReply};
 use crate::cmd::{self, Client, Flow, ReplyMode};
 use crate::node::{cflag, unix_ms, ClientHandle, Node, Push};
 use crate::resp::{ParseLimits, ReplyWriter, RequestParser};
@@ -229,6 +230,7 @@ enum Step {
     Continue,
     Close,
     Wait(i64),
+    Blocked(Blocked),
 }
 
 impl Conn {
@@ -257,18 +259,21 @@ impl Conn {
                     }
                     self.node.stats.total_net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
                     handle.last_interaction_ms.store(unix_ms(), Ordering::Relaxed);
-                    let step = self.process(client);
-                    self.flush(&mut wr, client).await?;
-                    match step {
-                        Step::Continue => {}
-                        Step::Close => return Ok(()),
-                        Step::Wait(until) => {
-                            self.wait_pause(until, &handle).await;
-                            // Retry now that the pause is over.
-                            let step = self.process(client);
-                            self.flush(&mut wr, client).await?;
-                            if let Step::Close = step {
-                                return Ok(());
+                    let mut step = self.process(client);
+                    loop {
+                        self.flush(&mut wr, client).await?;
+                        match step {
+                            Step::Continue => break,
+                            Step::Close => return Ok(()),
+                            Step::Wait(until) => {
+                                self.wait_pause(until, &handle).await;
+                                step = self.process(client);
+                            }
+                            Step::Blocked(b) => {
+                                if !self.wait_blocked(b, client).await {
+                                    return Ok(());
+                                }
+                                step = self.process(client);
                             }
                         }
                     }
@@ -301,6 +306,81 @@ impl Conn {
             _ = tokio::time::sleep(Duration::from_millis((until - now) as u64)) => {}
             _ = handle.kill.notified() => {}
         }
+    }
+
+    /// Waits for a blocked command's reply or timeout and writes it. Returns
+    /// false if the client was killed meanwhile.
+    async fn wait_blocked(&mut self, mut b: Blocked, client: &mut Client) -> bool {
+        let handle = client.handle.clone();
+        handle.set_flag(cflag::BLOCKED, true);
+        let deadline = b.deadline;
+        let sleep = async move {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(sleep);
+        let mut alive = true;
+        let reply = tokio::select! {
+            r = &mut b.rx => r.ok(),
+            _ = &mut sleep => None,
+            _ = handle.kill.notified() => { alive = false; None }
+        };
+        let reply = match reply {
+            Some(r) => Some(r),
+            None => self.cancel_blocked(&mut b).await,
+        };
+        handle.set_flag(cflag::BLOCKED, false);
+        let mut w = ReplyWriter::new(&mut self.out, client.proto);
+        match reply {
+            Some(r) => w.raw(&r),
+            None => match b.timeout_reply {
+                TimeoutReply::NullArray => w.null_array(),
+                TimeoutReply::NullBulk => w.null(),
+            },
+        }
+        alive && !handle.killed.load(Ordering::Acquire)
+    }
+
+    /// Gives up a wait. If a serve won the race, returns its reply.
+    async fn cancel_blocked(&mut self, b: &mut Blocked) -> Option<Bytes> {
+        loop {
+            match b.waiter.cancel() {
+                Cancel::Cancelled => break,
+                Cancel::AlreadyServed => return (&mut b.rx).await.ok(),
+                Cancel::BeingServed => {
+                    if let Ok(Ok(r)) =
+                        tokio::time::timeout(Duration::from_millis(1), &mut b.rx).await
+                    {
+                        return Some(r);
+                    }
+                }
+            }
+        }
+        // Drop the registration from the keys' queues.
+        let mut ids: Vec<usize> = b
+            .keys
+            .iter()
+            .map(|k| self.node.keyspace.shard_of_slot(crate::engine::key_slot(k)))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let guards = self.node.keyspace.lock(&ids);
+        let mut view = crate::engine::View::new(
+            &self.node.keyspace,
+            guards,
+            b.waiter.db,
+            unix_ms(),
+            0,
+            &self.node.stream,
+            &self.node.stats,
+            crate::engine::ExpirePolicy::Delete,
+        );
+        for k in &b.keys {
+            view.remove_waiter(b.waiter.db, k, b.waiter.id);
+        }
+        None
     }
 
     /// Parses and executes every complete request in the input buffer.
@@ -339,6 +419,8 @@ impl Conn {
                     self.pending = Some(args);
                     return Step::Wait(until);
                 }
+                Flow::Blocked(b) => return Step::Blocked(b),
+                Flow::Block(_) => {}
             }
             if client.close_after_reply {
                 return Step::Close;

@@ -17,6 +17,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use smallvec::SmallVec;
 
+use crate::blocking::{BlockSpec, Blocked, TimeoutReply, Waiter};
 use crate::cmdspec::{self, flag, CommandSpec};
 use crate::engine::{key_slot, ExpirePolicy, View};
 use crate::node::{cflag, unix_ms, ClientHandle, Node, SlowlogEntry};
@@ -91,6 +92,13 @@ pub struct Client {
     pub close_after_reply: bool,
     /// Commands executed since the last statistics flush.
     pub pending_cmds: u64,
+    /// Keys made ready for blocked clients by the last command.
+    pub ready_keys: Vec<(usize, Bytes)>,
+    /// Set while this client stands in for a blocked client being served.
+    pub serving_blocked: bool,
+    /// Set while EXEC runs the queued commands (blocking commands then
+    /// behave as if their timeout expired).
+    pub in_exec: bool,
 }
 
 impl Client {
@@ -111,6 +119,9 @@ impl Client {
             reply_mode: ReplyMode::On,
             close_after_reply: false,
             pending_cmds: 0,
+            ready_keys: Vec::new(),
+            serving_blocked: false,
+            in_exec: false,
         }
     }
 
@@ -125,13 +136,18 @@ impl Client {
 }
 
 /// What the connection does after a command.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Flow {
     Continue,
     /// Reply written; close the connection.
     Close,
     /// CLIENT PAUSE: retry the command after this unix ms (or when unpaused).
     WaitPause(i64),
+    /// Set by a blocking handler that found nothing to serve.
+    Block(BlockSpec),
+    /// The client is registered as blocked; the connection waits for the
+    /// reply or the timeout.
+    Blocked(Blocked),
 }
 
 /// Everything a command handler works with.
@@ -156,6 +172,29 @@ impl<'n, 'c, 'o> Ctx<'n, 'c, 'o> {
 
     pub fn arg_count(&self) -> usize {
         self.args.len()
+    }
+
+    /// Blocks the client on `keys` until one of them is served, or the
+    /// deadline passes. Inside EXEC the timeout reply is sent at once.
+    pub fn block(
+        &mut self,
+        keys: Vec<Bytes>,
+        deadline: Option<std::time::Instant>,
+        timeout_reply: TimeoutReply,
+    ) -> CmdResult {
+        if self.client.in_exec {
+            match timeout_reply {
+                TimeoutReply::NullArray => self.out.null_array(),
+                TimeoutReply::NullBulk => self.out.null(),
+            }
+            return Ok(());
+        }
+        self.flow = Flow::Block(BlockSpec {
+            keys,
+            deadline,
+            timeout_reply,
+        });
+        Ok(())
     }
 }
 
@@ -366,6 +405,10 @@ pub fn dispatch(
     let started = Instant::now();
     let (flow, view) = run_with_view(node, client, args, &mut w, spec, entry, None);
     drop(view);
+    if !client.ready_keys.is_empty() {
+        let ready = std::mem::take(&mut client.ready_keys);
+        serve_ready(node, ready);
+    }
     let micros = started.elapsed().as_micros() as u64;
     after_call(node, client, args, spec, micros);
     flow
@@ -428,7 +471,102 @@ pub fn run_with_view<'n>(
         v.dirty = 0;
         v.propagated = false;
     }
+    let flow = match flow {
+        Flow::Block(spec) if !client.serving_blocked => match view.as_mut() {
+            Some(v) => {
+                // Registered while the keys' shards are still locked: no
+                // push can fall between the failed attempt and this point.
+                let id = NEXT_WAITER.fetch_add(1, Ordering::Relaxed);
+                let (waiter, rx) = Waiter::new(
+                    id,
+                    client.db,
+                    args.to_vec(),
+                    client.proto,
+                    client.handle.clone(),
+                );
+                v.register_waiter(&waiter, &spec.keys);
+                Flow::Blocked(Blocked {
+                    waiter,
+                    keys: spec.keys,
+                    rx,
+                    deadline: spec.deadline,
+                    timeout_reply: spec.timeout_reply,
+                })
+            }
+            None => {
+                out.error("ERR internal error: blocking command without keys");
+                Flow::Continue
+            }
+        },
+        other => other,
+    };
+    if let Some(v) = view.as_mut() {
+        client.ready_keys.append(&mut v.ready);
+    }
     (flow, view)
+}
+
+static NEXT_WAITER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// Serves the clients blocked on keys that the last command made ready, in
+/// the order they blocked. Runs with every shard locked, so a waiter's
+/// command (BLMOVE's destination, for one) can touch any key.
+pub fn serve_ready(node: &Arc<Node>, ready: Vec<(usize, Bytes)>) {
+    let guards = node.keyspace.lock_all();
+    let mut view = Some(View::new(
+        &node.keyspace,
+        guards,
+        0,
+        unix_ms(),
+        node.lru_clock(),
+        &node.stream,
+        &node.stats,
+        ExpirePolicy::Delete,
+    ));
+    let mut queue: std::collections::VecDeque<(usize, Bytes)> = ready.into();
+    while let Some((db, key)) = queue.pop_front() {
+        loop {
+            let Some(v) = view.as_mut() else { return };
+            let Some(w) = v.front_waiter(db, &key) else {
+                break;
+            };
+            if !w.try_claim() {
+                v.remove_waiter(db, &key, w.id);
+                continue;
+            }
+            let Ok((top, spec)) = resolve(&w.args) else {
+                w.deliver(Bytes::from_static(b"-ERR internal error\r\n"));
+                continue;
+            };
+            let Some(entry) = table().get(top.name).copied() else {
+                w.deliver(Bytes::from_static(b"-ERR internal error\r\n"));
+                continue;
+            };
+            let mut stand_in = Client::new(w.handle.clone(), true);
+            stand_in.db = w.db;
+            stand_in.proto = w.proto;
+            stand_in.serving_blocked = true;
+            let mut buf = bytes::BytesMut::new();
+            let mut wr = ReplyWriter::new(&mut buf, w.proto);
+            let mut cur = view.take();
+            if let Some(c) = cur.as_mut() {
+                c.db = w.db;
+            }
+            let (flow, back) =
+                run_with_view(node, &mut stand_in, &w.args, &mut wr, spec, entry, cur);
+            view = back;
+            if matches!(flow, Flow::Block(_)) {
+                // Nothing left for this key after all.
+                w.unclaim();
+                break;
+            }
+            if let Some(v) = view.as_mut() {
+                v.remove_waiter(db, &key, w.id);
+            }
+            w.deliver(buf.freeze());
+            queue.extend(stand_in.ready_keys.drain(..));
+        }
+    }
 }
 
 /// Bookkeeping after a command: slowlog and MONITOR.

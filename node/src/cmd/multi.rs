@@ -146,6 +146,7 @@ fn exec(ctx: &mut Ctx) -> CmdResult {
     ctx.out.array(queue.len());
     let proto = ctx.client.proto;
     let mut view = Some(view);
+    ctx.client.in_exec = true;
     for args in &queue {
         let mut w = ReplyWriter::new(ctx.out.buf, proto);
         match resolve(args) {
@@ -160,7 +161,7 @@ fn exec(ctx: &mut Ctx) -> CmdResult {
                         let (flow, back) =
                             run_with_view(node, ctx.client, args, &mut w, spec, entry, v);
                         view = back;
-                        if flow == Flow::Close {
+                        if matches!(flow, Flow::Close) {
                             ctx.flow = Flow::Close;
                         }
                     }
@@ -170,6 +171,7 @@ fn exec(ctx: &mut Ctx) -> CmdResult {
             Err(e) => w.error(&e.0),
         }
     }
+    ctx.client.in_exec = false;
     if let Some(v) = view.as_mut() {
         if wrote {
             v.stream.append(v.db, &[b"EXEC"]);

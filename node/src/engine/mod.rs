@@ -11,9 +11,11 @@
 
 pub mod object;
 pub mod table;
+pub mod types;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::{Mutex, MutexGuard};
@@ -22,6 +24,7 @@ use smallvec::SmallVec;
 pub use object::Object;
 pub use table::{KeyMeta, SlotTable, Value, ValueRef};
 
+use crate::blocking::Waiter;
 use crate::stats::Stats;
 use crate::stream::WriteStream;
 
@@ -98,6 +101,8 @@ pub struct Shard {
     pub watch: WatchTable,
     /// Position of the active expiry cycle: (db, slot).
     pub expire_cursor: (usize, usize),
+    /// Clients blocked on keys of this shard, in the order they blocked.
+    pub blocked: HashMap<(usize, Bytes), VecDeque<Arc<Waiter>>>,
 }
 
 /// Handle that commands use to defer freeing of large values.
@@ -137,6 +142,7 @@ impl Keyspace {
                     id,
                     dbs: (0..databases).map(|_| Db::default()).collect(),
                     watch: WatchTable::default(),
+                    blocked: HashMap::new(),
                     expire_cursor: (0, 0),
                 })
             })
@@ -234,6 +240,8 @@ pub struct View<'a> {
     pub dirty: u64,
     /// Set when the command propagated its own effects.
     pub propagated: bool,
+    /// Keys with blocked clients that this command made ready.
+    pub ready: Vec<(usize, Bytes)>,
 }
 
 impl<'a> View<'a> {
@@ -260,6 +268,7 @@ impl<'a> View<'a> {
             expire_policy,
             dirty: 0,
             propagated: false,
+            ready: Vec::new(),
         }
     }
 
@@ -419,6 +428,7 @@ impl<'a> View<'a> {
         }
         bump_watch(&mut shard.watch, db, key);
         self.dirty += 1;
+        self.signal_ready(key);
         old
     }
 
@@ -744,6 +754,67 @@ impl<'a> View<'a> {
             }
         }
         expired_total
+    }
+}
+
+impl View<'_> {
+    /// Marks a key as ready for the clients blocked on it. Commands that add
+    /// elements to a list or sorted set in place must call this; `set`
+    /// does it for every stored value.
+    pub fn signal_ready(&mut self, key: &[u8]) {
+        let db = self.db;
+        let (shard, _) = self.shard_for(key);
+        if shard.blocked.is_empty() {
+            return;
+        }
+        let k = Bytes::copy_from_slice(key);
+        if shard.blocked.contains_key(&(db, k.clone()))
+            && !self.ready.iter().any(|(d, r)| *d == db && *r == k)
+        {
+            self.ready.push((db, k));
+        }
+    }
+
+    /// Registers a blocked client on each of its keys.
+    pub fn register_waiter(&mut self, waiter: &Arc<Waiter>, keys: &[Bytes]) {
+        let db = waiter.db;
+        for key in keys {
+            let (shard, _) = self.shard_for(key);
+            let q = shard.blocked.entry((db, key.clone())).or_default();
+            if !q.iter().any(|w| w.id == waiter.id) {
+                q.push_back(waiter.clone());
+            }
+        }
+    }
+
+    /// The first live waiter on a key, dropping finished ones.
+    pub fn front_waiter(&mut self, db: usize, key: &Bytes) -> Option<Arc<Waiter>> {
+        let (shard, _) = self.shard_for(key);
+        let q = shard.blocked.get_mut(&(db, key.clone()))?;
+        while q.front().is_some_and(|w| w.is_done()) {
+            q.pop_front();
+        }
+        let front = q.front().cloned();
+        if q.is_empty() {
+            shard.blocked.remove(&(db, key.clone()));
+        }
+        front
+    }
+
+    /// Removes a waiter from a key's queue.
+    pub fn remove_waiter(&mut self, db: usize, key: &Bytes, id: u64) {
+        let (shard, _) = self.shard_for(key);
+        if let Some(q) = shard.blocked.get_mut(&(db, key.clone())) {
+            q.retain(|w| w.id != id && !w.is_done());
+            if q.is_empty() {
+                shard.blocked.remove(&(db, key.clone()));
+            }
+        }
+    }
+
+    /// Whether every shard is locked by this view.
+    pub fn has_all_shards(&self) -> bool {
+        self.guards.len() == self.nshards
     }
 }
 

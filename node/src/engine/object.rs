@@ -1,14 +1,16 @@
-//! Collection values (hashes, lists, sets, sorted sets). Their compact and
-//! full encodings live in the per-type modules; this enum is what a slot
-//! table stores for a non-string key.
+//! Collection values (hashes, lists, sets, sorted sets). Each type lives in
+//! its own module under `engine::types`, with its compact (listpack/intset)
+//! and full encodings; this enum is what a slot table stores for a
+//! non-string key.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use super::types::{hash::HashObj, list::ListObj, set::SetObj, zset::ZSetObj};
 
 #[derive(Clone)]
 pub enum Object {
-    Hash(HashMap<Vec<u8>, Vec<u8>>),
-    List(VecDeque<Vec<u8>>),
-    Set(HashSet<Vec<u8>>),
+    Hash(HashObj),
+    List(ListObj),
+    Set(SetObj),
+    ZSet(ZSetObj),
 }
 
 impl Object {
@@ -18,33 +20,38 @@ impl Object {
             Object::Hash(_) => "hash",
             Object::List(_) => "list",
             Object::Set(_) => "set",
+            Object::ZSet(_) => "zset",
         }
     }
 
     /// The name OBJECT ENCODING reports.
     pub fn encoding(&self) -> &'static str {
         match self {
-            Object::Hash(_) => "hashtable",
-            Object::List(_) => "quicklist",
-            Object::Set(_) => "hashtable",
+            Object::Hash(o) => o.encoding(),
+            Object::List(o) => o.encoding(),
+            Object::Set(o) => o.encoding(),
+            Object::ZSet(o) => o.encoding(),
         }
     }
 
-    /// Approximate heap bytes held by the object.
+    /// Approximate heap bytes held by the object (MEMORY USAGE).
     pub fn memory_usage(&self) -> usize {
         match self {
-            Object::Hash(h) => h.iter().map(|(k, v)| k.len() + v.len() + 48).sum(),
-            Object::List(l) => l.iter().map(|v| v.len() + 24).sum(),
-            Object::Set(s) => s.iter().map(|v| v.len() + 32).sum(),
+            Object::Hash(o) => o.memory_usage(),
+            Object::List(o) => o.memory_usage(),
+            Object::Set(o) => o.memory_usage(),
+            Object::ZSet(o) => o.memory_usage(),
         }
     }
 
-    /// Number of elements (used to decide whether freeing is deferred).
+    /// Number of elements (also decides whether freeing is deferred to the
+    /// lazy-free thread).
     pub fn len(&self) -> usize {
         match self {
-            Object::Hash(h) => h.len(),
-            Object::List(l) => l.len(),
-            Object::Set(s) => s.len(),
+            Object::Hash(o) => o.len(),
+            Object::List(o) => o.len(),
+            Object::Set(o) => o.len(),
+            Object::ZSet(o) => o.len(),
         }
     }
 
