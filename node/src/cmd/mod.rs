@@ -3,11 +3,15 @@
 //! slowlog and MONITOR.
 
 pub mod conn;
+pub mod hash;
 pub mod keys;
+pub mod list;
 pub mod multi;
 pub mod pubsub;
 pub mod server;
+pub mod set;
 pub mod strings;
+pub mod zset;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -208,6 +212,10 @@ fn table() -> &'static HashMap<&'static str, Entry> {
         server::register(&mut m);
         multi::register(&mut m);
         pubsub::register(&mut m);
+        hash::register(&mut m);
+        list::register(&mut m);
+        set::register(&mut m);
+        zset::register(&mut m);
         m
     })
 }
