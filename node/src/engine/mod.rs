@@ -504,7 +504,16 @@ impl<'a> View<'a> {
         ok
     }
 
-    /// Signals that a key was modified in place (WATCH).
+    /// Records an in-place change made through `obj_mut`: bumps WATCH
+    /// versions, counts the change (so the command is propagated) and wakes
+    /// clients blocked on the key.
+    pub fn modified(&mut self, key: &[u8]) {
+        self.touch_modified(key);
+        self.dirty += 1;
+        self.signal_ready(key);
+    }
+
+    /// Signals that a key was modified in place (WATCH only).
     pub fn touch_modified(&mut self, key: &[u8]) {
         let db = self.db;
         let (shard, _) = self.shard_for(key);
