@@ -147,6 +147,9 @@ pub struct HotConfig {
     pub slowlog_slower_than: AtomicI64,
     pub slowlog_max_len: AtomicU64,
     pub hz: AtomicU32,
+    /// `lfu-log-factor`, `lfu-decay-time`, when the policy is an LFU one.
+    /// Packed: bit 63 set when enabled, factor in bits 32..63, decay below.
+    lfu: AtomicU64,
     limits: RwLock<crate::engine::types::EncodingLimits>,
 }
 
@@ -171,6 +174,14 @@ impl HotConfig {
         self.slowlog_max_len
             .store(nonneg(c.slowlog_max_len), Ordering::Relaxed);
         self.hz.store(c.hz.clamp(1, 500) as u32, Ordering::Relaxed);
+        let packed = if c.maxmemory_policy.as_str().contains("lfu") {
+            let factor = c.lfu_log_factor.clamp(0, i64::from(i32::MAX)) as u64;
+            let decay = c.lfu_decay_time.clamp(0, i64::from(u32::MAX)) as u64;
+            (1 << 63) | (factor << 32) | decay
+        } else {
+            0
+        };
+        self.lfu.store(packed, Ordering::Relaxed);
         let u = |v: i64| v.max(0) as usize;
         *self.limits.write() = crate::engine::types::EncodingLimits {
             hash_max_listpack_entries: u(c.hash_max_listpack_entries),
@@ -182,6 +193,15 @@ impl HotConfig {
             zset_max_listpack_entries: u(c.zset_max_listpack_entries),
             zset_max_listpack_value: u(c.zset_max_listpack_value),
         };
+    }
+
+    /// LFU parameters when the maxmemory policy is an LFU one.
+    pub fn lfu(&self) -> Option<crate::engine::table::LfuParams> {
+        let v = self.lfu.load(Ordering::Relaxed);
+        (v >> 63 == 1).then(|| crate::engine::table::LfuParams {
+            log_factor: ((v >> 32) & 0x7fff_ffff) as u32,
+            decay_minutes: v as u32,
+        })
     }
 
     /// Encoding thresholds of the collection types.

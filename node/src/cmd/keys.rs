@@ -424,7 +424,16 @@ fn object(ctx: &mut Ctx) -> CmdResult {
             if !lfu {
                 return err("ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.");
             }
-            ctx.out.int(i64::from(meta.lru & 0xff));
+            let p = ctx
+                .node
+                .hot
+                .lfu()
+                .unwrap_or(crate::engine::table::LfuParams {
+                    log_factor: 10,
+                    decay_minutes: 1,
+                });
+            let freq = crate::engine::table::lfu_decayed(meta.lru, crate::engine::now_minutes(), p);
+            ctx.out.int(i64::from(freq));
         }
         _ => {
             return Err(CmdError(format!(

@@ -335,7 +335,7 @@ pub fn make_view<'a>(
     client: &Client,
     guards: crate::engine::Guards<'a>,
 ) -> View<'a> {
-    View::new(
+    let mut v = View::new(
         &node.keyspace,
         guards,
         client.db,
@@ -344,7 +344,9 @@ pub fn make_view<'a>(
         &node.stream,
         &node.stats,
         ExpirePolicy::Delete,
-    )
+    );
+    v.lfu = node.hot.lfu();
+    v
 }
 
 /// Executes one request and writes its reply into `out`.

@@ -232,6 +232,9 @@ pub struct View<'a> {
     pub db: usize,
     pub now_ms: i64,
     pub lru_clock: u32,
+    /// Set under an LFU maxmemory policy: access frequency is tracked
+    /// instead of access time.
+    pub lfu: Option<table::LfuParams>,
     pub stream: &'a WriteStream,
     pub stats: &'a Stats,
     pub keyspace: &'a Keyspace,
@@ -262,6 +265,7 @@ impl<'a> View<'a> {
             db,
             now_ms,
             lru_clock,
+            lfu: None,
             stream,
             stats,
             keyspace,
@@ -349,9 +353,13 @@ impl<'a> View<'a> {
         }
         let db = self.db;
         let clock = self.lru_clock;
+        let lfu = self.lfu;
         let (shard, slot) = self.shard_for(key);
         let t = shard.dbs[db].table_mut(slot)?;
-        t.touch(key, clock);
+        match lfu {
+            Some(p) => t.touch_lfu(key, now_minutes(), p, rand::random::<f64>()),
+            None => t.touch(key, clock),
+        }
         t.get(key)
     }
 
@@ -418,7 +426,10 @@ impl<'a> View<'a> {
     pub fn set(&mut self, key: &[u8], value: Value, keep_ttl: bool) -> Option<Value> {
         self.expire_if_needed(key);
         let db = self.db;
-        let clock = self.lru_clock;
+        let clock = match self.lfu {
+            Some(_) => table::lfu_initial(now_minutes()),
+            None => self.lru_clock,
+        };
         let (shard, slot) = self.shard_for(key);
         let old = shard.dbs[db]
             .table_create(slot)
@@ -825,6 +836,11 @@ impl View<'_> {
     pub fn has_all_shards(&self) -> bool {
         self.guards.len() == self.nshards
     }
+}
+
+/// Minutes since the epoch, the LFU decrement clock.
+pub fn now_minutes() -> u32 {
+    (crate::node::unix_ms() / 60_000) as u32
 }
 
 fn bump_watch(w: &mut WatchTable, db: usize, key: &[u8]) {

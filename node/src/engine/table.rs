@@ -38,6 +38,40 @@ const LRU_SHIFT: u32 = 8;
 /// LRU clock resolution is one second and it wraps after 2^24 s, as redis's.
 pub const LRU_CLOCK_MAX: u32 = (1 << 24) - 1;
 
+/// Counter given to a new key under an LFU policy (redis's LFU_INIT_VAL).
+pub const LFU_INIT_VAL: u32 = 5;
+
+/// `lfu-log-factor` and `lfu-decay-time`.
+#[derive(Debug, Clone, Copy)]
+pub struct LfuParams {
+    pub log_factor: u32,
+    pub decay_minutes: u32,
+}
+
+/// The LFU counter stored in a key's 24-bit clock field (16 bits of
+/// minutes of the last decrement, 8 bits of counter), decayed to `now_min`.
+pub fn lfu_decayed(field: u32, now_min: u32, p: LfuParams) -> u32 {
+    let last = field >> 8;
+    let counter = field & 0xff;
+    let now = now_min & 0xffff;
+    let elapsed = if now >= last {
+        now - last
+    } else {
+        65535 - last + now
+    };
+    let periods = if p.decay_minutes > 0 {
+        elapsed / p.decay_minutes
+    } else {
+        0
+    };
+    counter.saturating_sub(periods)
+}
+
+/// The clock field of a key created now under an LFU policy.
+pub fn lfu_initial(now_min: u32) -> u32 {
+    ((now_min & 0xffff) << 8) | LFU_INIT_VAL
+}
+
 pub struct Entry {
     blob: Box<[u8]>,
     klen: u32,
@@ -162,6 +196,22 @@ impl SlotTable {
     pub fn touch(&mut self, key: &[u8], clock: u32) {
         if let Some(e) = self.entries.find_mut(hash_key(key), |e| e.key() == key) {
             e.set_lru(clock);
+        }
+    }
+
+    /// Counts an access under an LFU policy: decays the counter by the
+    /// minutes elapsed since the last decrement, then increments it
+    /// logarithmically, as redis does. `r` is uniform in [0, 1).
+    pub fn touch_lfu(&mut self, key: &[u8], now_min: u32, p: LfuParams, r: f64) {
+        if let Some(e) = self.entries.find_mut(hash_key(key), |e| e.key() == key) {
+            let mut c = lfu_decayed(e.lru(), now_min, p);
+            if c < 255 {
+                let base = f64::from(c.saturating_sub(LFU_INIT_VAL));
+                if r < 1.0 / (base * f64::from(p.log_factor) + 1.0) {
+                    c += 1;
+                }
+            }
+            e.set_lru(((now_min & 0xffff) << 8) | c);
         }
     }
 
