@@ -198,7 +198,7 @@ impl HotConfig {
     /// LFU parameters when the maxmemory policy is an LFU one.
     pub fn lfu(&self) -> Option<crate::engine::table::LfuParams> {
         let v = self.lfu.load(Ordering::Relaxed);
-        (v >> 63 == 1).then(|| crate::engine::table::LfuParams {
+        (v >> 63 == 1).then_some(crate::engine::table::LfuParams {
             log_factor: ((v >> 32) & 0x7fff_ffff) as u32,
             decay_minutes: v as u32,
         })

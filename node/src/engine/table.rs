@@ -59,11 +59,7 @@ pub fn lfu_decayed(field: u32, now_min: u32, p: LfuParams) -> u32 {
     } else {
         65535 - last + now
     };
-    let periods = if p.decay_minutes > 0 {
-        elapsed / p.decay_minutes
-    } else {
-        0
-    };
+    let periods = elapsed.checked_div(p.decay_minutes).unwrap_or(0);
     counter.saturating_sub(periods)
 }
 
