@@ -101,8 +101,11 @@ pub async fn accept_loop(node: Arc<Node>, listener: TcpListener) {
             _ = node.shutdown.notified() => return,
         };
         let node = node.clone();
+        // IDs are given in accept order: a larger CLIENT ID means a later
+        // connection, as redis guarantees.
+        let id = node.next_client_id.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
-            connection(node, stream, addr).await;
+            connection(node, stream, addr, id).await;
         });
     }
 }
@@ -130,7 +133,7 @@ fn configure_socket(node: &Node, stream: &TcpStream) {
     }
 }
 
-async fn connection(node: Arc<Node>, mut stream: TcpStream, addr: SocketAddr) {
+async fn connection(node: Arc<Node>, mut stream: TcpStream, addr: SocketAddr, id: u64) {
     node.stats
         .total_connections_received
         .fetch_add(1, Ordering::Relaxed);
@@ -155,7 +158,6 @@ async fn connection(node: Arc<Node>, mut stream: TcpStream, addr: SocketAddr) {
     configure_socket(&node, &stream);
     let laddr = stream.local_addr().unwrap_or(addr);
     let (push_tx, mut push_rx) = mpsc::unbounded_channel();
-    let id = node.next_client_id.fetch_add(1, Ordering::Relaxed);
     let fd = {
         use std::os::fd::AsRawFd;
         stream.as_raw_fd()
@@ -287,17 +289,15 @@ impl Conn {
     }
 
     async fn wait_pause(&mut self, until: i64, handle: &ClientHandle) {
-        loop {
-            let now = unix_ms();
-            if now >= until || handle.killed.load(Ordering::Acquire) {
-                return;
-            }
-            let notified = self.node.unpaused.notified();
-            tokio::select! {
-                _ = notified => return,
-                _ = tokio::time::sleep(Duration::from_millis((until - now) as u64)) => return,
-                _ = handle.kill.notified() => return,
-            }
+        let now = unix_ms();
+        if now >= until || handle.killed.load(Ordering::Acquire) {
+            return;
+        }
+        let notified = self.node.unpaused.notified();
+        tokio::select! {
+            _ = notified => {}
+            _ = tokio::time::sleep(Duration::from_millis((until - now) as u64)) => {}
+            _ = handle.kill.notified() => {}
         }
     }
 
@@ -321,14 +321,18 @@ impl Conn {
                 },
             };
             let mark = self.out.len();
+            let before = client.reply_mode;
             let flow = cmd::dispatch(&self.node, client, &args, &mut self.out);
-            match client.reply_mode {
-                ReplyMode::On => {}
-                ReplyMode::Off => self.out.truncate(mark),
-                ReplyMode::Skip => {
+            // CLIENT REPLY SKIP drops the reply of the command after it.
+            match (before, client.reply_mode) {
+                (ReplyMode::Skip, after) => {
                     self.out.truncate(mark);
-                    client.reply_mode = ReplyMode::On;
+                    if after == ReplyMode::Skip {
+                        client.reply_mode = ReplyMode::On;
+                    }
                 }
+                (_, ReplyMode::On) => {}
+                (_, _) => self.out.truncate(mark),
             }
             match flow {
                 Flow::Continue => {}
