@@ -212,7 +212,11 @@ impl RequestParser {
     }
 
     fn parse_inline(&mut self, buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError> {
-        let Some(nl) = memchr_nl(buf) else {
+        // redis looks for the newline with strchr, which stops at a NUL
+        // byte: a NUL before the newline means "no complete line yet" (until
+        // the buffer exceeds the inline limit).
+        let nl = memchr_nl(buf).filter(|&nl| !buf[..nl].contains(&0));
+        let Some(nl) = nl else {
             if buf.len() > MAX_INLINE_LEN {
                 return Err(ProtocolError::TooBigInline);
             }
@@ -240,15 +244,27 @@ fn hex_val(c: u8) -> Option<u8> {
     }
 }
 
+/// C `isspace`: space, \t, \n, \v, \f, \r.
+fn is_c_space(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
+}
+
 /// Splits a line into arguments like redis's `sdssplitargs`: whitespace
 /// separated, with "double quotes" (C escapes, \xHH) and 'single quotes'.
-/// Returns `None` for unbalanced quotes. Also used by the config parser.
+/// A quote opens a quoted part even in the middle of an argument, and, as
+/// the C original works on a NUL-terminated string, a NUL byte ends the
+/// line. Returns `None` for unbalanced quotes. Also used by the config
+/// parser.
 pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let line = match line.iter().position(|&b| b == 0) {
+        Some(nul) => &line[..nul],
+        None => line,
+    };
     let mut out = Vec::new();
     let mut i = 0;
     let n = line.len();
     loop {
-        while i < n && line[i].is_ascii_whitespace() {
+        while i < n && is_c_space(line[i]) {
             i += 1;
         }
         if i >= n {
@@ -283,10 +299,10 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
                         c => c,
                     });
                 } else if line[i] == b'"' {
-                    if i + 1 < n && !line[i + 1].is_ascii_whitespace() {
+                    // The closing quote must be followed by a space or the end.
+                    if i + 1 < n && !is_c_space(line[i + 1]) {
                         return None;
                     }
-                    inq = false;
                     i += 1;
                     break;
                 } else {
@@ -300,10 +316,9 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
                     i += 1;
                     cur.push(b'\'');
                 } else if line[i] == b'\'' {
-                    if i + 1 < n && !line[i + 1].is_ascii_whitespace() {
+                    if i + 1 < n && !is_c_space(line[i + 1]) {
                         return None;
                     }
-                    insq = false;
                     i += 1;
                     break;
                 } else {
@@ -314,15 +329,14 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
                     break;
                 }
                 match line[i] {
-                    b' ' | b'\n' | b'\r' | b'\t' | 0 => break,
-                    b'"' if cur.is_empty() => inq = true,
-                    b'\'' if cur.is_empty() => insq = true,
+                    b' ' | b'\n' | b'\r' | b'\t' => break,
+                    b'"' => inq = true,
+                    b'\'' => insq = true,
                     c => cur.push(c),
                 }
             }
             i += 1;
         }
-        let _ = (inq, insq);
         out.push(cur);
     }
 }
@@ -565,6 +579,44 @@ mod tests {
             p.parse(&mut buf, &ParseLimits { max_bulk_len: 10 }),
             Err(ProtocolError::InvalidBulkLength)
         );
+    }
+
+    #[test]
+    fn inline_with_nul_waits_like_redis() {
+        let mut p = RequestParser::new();
+        let mut buf = BytesMut::from(&b"ECHO a\0b\r\nPING\r\n"[..]);
+        assert_eq!(p.parse(&mut buf, &ParseLimits::default()), Ok(None));
+        let mut buf = BytesMut::from(&vec![0u8; MAX_INLINE_LEN + 1][..]);
+        assert_eq!(
+            p.parse(&mut buf, &ParseLimits::default()),
+            Err(ProtocolError::TooBigInline)
+        );
+    }
+
+    #[test]
+    fn split_args_like_sdssplitargs() {
+        let v = |s: &[u8]| {
+            split_args(s).map(|a| {
+                a.into_iter()
+                    .map(|x| String::from_utf8_lossy(&x).into_owned())
+                    .collect::<Vec<_>>()
+            })
+        };
+        // A NUL ends the line (used to loop forever).
+        assert_eq!(v(b"set a\0b c"), Some(vec!["set".into(), "a".into()]));
+        assert_eq!(v(b"\0"), Some(vec![]));
+        // Vertical tab is a separator, as C isspace.
+        assert_eq!(v(b"a\x0bb"), Some(vec!["a\x0bb".into()]));
+        assert_eq!(v(b"\x0ba \x0b b"), Some(vec!["a".into(), "b".into()]));
+        // Quotes open in the middle of an argument.
+        assert_eq!(
+            v(b"set a\"b c\" x"),
+            Some(vec!["set".into(), "ab c".into(), "x".into()])
+        );
+        assert_eq!(v(b"a'b'"), Some(vec!["ab".into()]));
+        assert_eq!(v(b"\"a\"\x0bb"), Some(vec!["a".into(), "b".into()]));
+        assert_eq!(v(b"\"a\"b"), None);
+        assert_eq!(v(b"'a"), None);
     }
 
     #[test]

@@ -106,8 +106,11 @@ pub async fn accept_loop(node: Arc<Node>, listener: TcpListener) {
             _ = node.shutdown.notified() => return,
         };
         let node = node.clone();
+        // IDs are given in accept order: a larger CLIENT ID means a later
+        // connection, as redis guarantees.
+        let id = node.next_client_id.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
-            connection(node, stream, addr).await;
+            connection(node, stream, addr, id).await;
         });
     }
 }
@@ -135,7 +138,7 @@ fn configure_socket(node: &Node, stream: &TcpStream) {
     }
 }
 
-async fn connection(node: Arc<Node>, mut stream: TcpStream, addr: SocketAddr) {
+async fn connection(node: Arc<Node>, mut stream: TcpStream, addr: SocketAddr, id: u64) {
     node.stats
         .total_connections_received
         .fetch_add(1, Ordering::Relaxed);
@@ -160,7 +163,6 @@ async fn connection(node: Arc<Node>, mut stream: TcpStream, addr: SocketAddr) {
     configure_socket(&node, &stream);
     let laddr = stream.local_addr().unwrap_or(addr);
     let (push_tx, mut push_rx) = mpsc::unbounded_channel();
-    let id = node.next_client_id.fetch_add(1, Ordering::Relaxed);
     let fd = {
         use std::os::fd::AsRawFd;
         stream.as_raw_fd()
@@ -403,14 +405,18 @@ impl Conn {
                 },
             };
             let mark = self.out.len();
+            let before = client.reply_mode;
             let flow = cmd::dispatch(&self.node, client, &args, &mut self.out);
-            match client.reply_mode {
-                ReplyMode::On => {}
-                ReplyMode::Off => self.out.truncate(mark),
-                ReplyMode::Skip => {
+            // CLIENT REPLY SKIP drops the reply of the command after it.
+            match (before, client.reply_mode) {
+                (ReplyMode::Skip, after) => {
                     self.out.truncate(mark);
-                    client.reply_mode = ReplyMode::On;
+                    if after == ReplyMode::Skip {
+                        client.reply_mode = ReplyMode::On;
+                    }
                 }
+                (_, ReplyMode::On) => {}
+                (_, _) => self.out.truncate(mark),
             }
             match flow {
                 Flow::Continue => {}

@@ -106,7 +106,6 @@ fn type_cmd(ctx: &mut Ctx) -> CmdResult {
 fn expire_generic(ctx: &mut Ctx, unit_ms: i64, absolute: bool) -> CmdResult {
     let args = ctx.args;
     let key = &args[1];
-    let amount = int_arg(&args[2])?;
     let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
     for a in &args[3..] {
         if eq_ic(a, "nx") {
@@ -130,6 +129,8 @@ fn expire_generic(ctx: &mut Ctx, unit_ms: i64, absolute: bool) -> CmdResult {
     if gt && lt {
         return err("ERR GT and LT options at the same time are not compatible");
     }
+    // Options are validated before the amount, as redis does.
+    let amount = int_arg(&args[2])?;
     let name = ctx.spec.name;
     let bad = || CmdError(format!("ERR invalid expire time in '{name}' command"));
     let view = ctx.view()?;
@@ -192,9 +193,8 @@ fn ttl_generic(ctx: &mut Ctx, ms: bool, absolute: bool) -> CmdResult {
             let v = if absolute { at } else { (at - now).max(0) };
             if ms {
                 v
-            } else if absolute {
-                v / 1000
             } else {
+                // Rounded for TTL and EXPIRETIME alike, as redis does.
                 (v + 500) / 1000
             }
         }
@@ -282,6 +282,10 @@ fn copy(ctx: &mut Ctx) -> CmdResult {
         } else if eq_ic(&args[i], "db") && i + 1 < args.len() {
             let id = parse_i64(&args[i + 1])
                 .ok_or_else(|| CmdError::new("ERR value is not an integer or out of range"))?;
+            // Checked here, before later options, like redis.
+            if id < 0 || id >= ctx.node.keyspace.databases as i64 {
+                return err("ERR DB index is out of range");
+            }
             dbid = Some(id);
             i += 1;
         } else {
@@ -347,9 +351,13 @@ fn touch(ctx: &mut Ctx) -> CmdResult {
 
 /// OBJECT ENCODING name of a string, as redis would have stored it.
 pub fn string_encoding(s: &[u8], raw: bool) -> &'static str {
-    if s.len() <= 20 && parse_i64(s).is_some() {
+    // Strings modified in place (APPEND, SETRANGE) stay raw in redis even
+    // when they look like integers.
+    if raw {
+        "raw"
+    } else if s.len() <= 20 && parse_i64(s).is_some() {
         "int"
-    } else if raw || s.len() > 44 {
+    } else if s.len() > 44 {
         "raw"
     } else {
         "embstr"
@@ -406,7 +414,8 @@ fn object(ctx: &mut Ctx) -> CmdResult {
             ctx.out.bulk_str(enc);
         }
         b"refcount" => {
-            let shared = matches!(view.peek(&key), Some(ValueRef::Str(s)) if s.len() <= 5 && parse_i64(s).is_some_and(|n| (0..10000).contains(&n)));
+            let shared = !meta.raw_encoding
+                && matches!(view.peek(&key), Some(ValueRef::Str(s)) if s.len() <= 5 && parse_i64(s).is_some_and(|n| (0..10000).contains(&n)));
             ctx.out.int(if shared { i64::from(i32::MAX) } else { 1 });
         }
         b"idletime" => {
@@ -509,10 +518,7 @@ fn keys(ctx: &mut Ctx) -> CmdResult {
 
 fn scan(ctx: &mut Ctx) -> CmdResult {
     let args = ctx.args;
-    let cursor = std::str::from_utf8(&args[1])
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-        .ok_or_else(|| CmdError::new("ERR invalid cursor"))?;
+    let cursor = parse_cursor(&args[1]).ok_or_else(|| CmdError::new("ERR invalid cursor"))?;
     let mut pattern: Option<Bytes> = None;
     let mut count = 10usize;
     let mut type_filter: Option<Vec<u8>> = None;
@@ -567,6 +573,24 @@ fn scan(ctx: &mut Ctx) -> CmdResult {
     Ok(())
 }
 
+/// Parses a SCAN cursor like redis (C `strtoul`): an optional sign (a
+/// negative value wraps around), decimal digits, no surrounding spaces.
+pub fn parse_cursor(b: &[u8]) -> Option<u64> {
+    let (neg, digits) = match b.first()? {
+        b'-' => (true, &b[1..]),
+        b'+' => (false, &b[1..]),
+        _ => (false, b),
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &d in digits {
+        v = v.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+    }
+    Some(if neg { v.wrapping_neg() } else { v })
+}
+
 fn randomkey(ctx: &mut Ctx) -> CmdResult {
     let view = ctx.view()?;
     let mut rng = rand::thread_rng();
@@ -612,8 +636,10 @@ fn flushall(ctx: &mut Ctx) -> CmdResult {
 
 fn swapdb(ctx: &mut Ctx) -> CmdResult {
     let ndb = ctx.node.keyspace.databases as i64;
-    let a = parse_i64(&ctx.args[1]).ok_or_else(|| CmdError::new("ERR invalid first DB index"))?;
-    let b = parse_i64(&ctx.args[2]).ok_or_else(|| CmdError::new("ERR invalid second DB index"))?;
+    // Indexes must fit a C int (redis's getIntFromObjectOrReply).
+    let as_int = |a: &[u8]| parse_i64(a).filter(|n| i32::try_from(*n).is_ok());
+    let a = as_int(&ctx.args[1]).ok_or_else(|| CmdError::new("ERR invalid first DB index"))?;
+    let b = as_int(&ctx.args[2]).ok_or_else(|| CmdError::new("ERR invalid second DB index"))?;
     if a < 0 || a >= ndb || b < 0 || b >= ndb {
         return err("ERR DB index is out of range");
     }

@@ -349,6 +349,25 @@ pub fn make_view<'a>(
     v
 }
 
+/// Refuses a command before running it, like redis's `rejectCommand`: an
+/// open transaction is flagged (EXEC will fail), and a refused EXEC aborts
+/// the transaction with an EXECABORT error.
+fn reject(node: &Arc<Node>, client: &mut Client, args: &[Bytes], w: &mut ReplyWriter, msg: &str) {
+    if client.multi.is_some() {
+        client.multi_error = true;
+    }
+    if eq_ic(&args[0], "exec") {
+        multi::discard_state(node, client);
+        multi::unwatch_all(node, client);
+        let why = msg.strip_prefix("ERR ").unwrap_or(msg);
+        w.error(&format!(
+            "EXECABORT Transaction discarded because of: {why}"
+        ));
+    } else {
+        w.error(msg);
+    }
+}
+
 /// Executes one request and writes its reply into `out`.
 pub fn dispatch(
     node: &Arc<Node>,
@@ -361,29 +380,30 @@ pub fn dispatch(
     let (top, spec) = match resolve(args) {
         Ok(s) => s,
         Err(e) => {
-            if client.multi.is_some() {
-                client.multi_error = true;
-            }
             node.stats
                 .total_error_replies
                 .fetch_add(1, Ordering::Relaxed);
-            w.error(&e.0);
+            reject(node, client, args, &mut w, &e.0);
             return Flow::Continue;
         }
     };
     let name = top.name;
     if !client.authenticated && spec.flags & flag::NO_AUTH == 0 {
-        if client.multi.is_some() {
-            client.multi_error = true;
-        }
-        w.error("NOAUTH Authentication required.");
+        reject(
+            node,
+            client,
+            args,
+            &mut w,
+            "NOAUTH Authentication required.",
+        );
         return Flow::Continue;
     }
     if client.in_pubsub_context() && !allowed_in_pubsub(name) {
-        w.error(&format!(
+        let msg = format!(
             "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
             spec.name
-        ));
+        );
+        reject(node, client, args, &mut w, &msg);
         return Flow::Continue;
     }
     let Some(entry) = table().get(name).copied() else {
@@ -395,7 +415,13 @@ pub fn dispatch(
     };
     if client.multi.is_some() && !runs_in_multi(name) {
         if spec.flags & flag::NO_MULTI != 0 {
-            w.error("ERR Command not allowed inside a transaction");
+            reject(
+                node,
+                client,
+                args,
+                &mut w,
+                "ERR Command not allowed inside a transaction",
+            );
             return Flow::Continue;
         }
         if let Some(q) = client.multi.as_mut() {

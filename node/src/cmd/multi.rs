@@ -99,7 +99,15 @@ fn watch(ctx: &mut Ctx) -> CmdResult {
 }
 
 fn unwatch(ctx: &mut Ctx) -> CmdResult {
-    unwatch_all(ctx.node, ctx.client);
+    // Inside EXEC every shard is already locked by the transaction's view:
+    // locking them again would deadlock the node.
+    if let Some(view) = ctx.view.as_mut() {
+        for (db, key, _, _) in std::mem::take(&mut ctx.client.watched) {
+            view.unwatch(db, &key);
+        }
+    } else {
+        unwatch_all(ctx.node, ctx.client);
+    }
     ctx.out.ok();
     Ok(())
 }

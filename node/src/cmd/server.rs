@@ -87,7 +87,9 @@ fn human_bytes(n: usize) -> String {
 }
 
 /// Builds the INFO text for the requested sections (empty = default).
-pub fn info_text(node: &Node, sections: &[String]) -> String {
+/// `sizes`: the keyspace sizes when the caller already holds the shard
+/// locks (INFO inside EXEC), else they are read here.
+pub fn info_text(node: &Node, sections: &[String], sizes: Option<Vec<(usize, usize)>>) -> String {
     let all = sections.iter().any(|s| s == "all" || s == "everything");
     let default = sections.is_empty() || sections.iter().any(|s| s == "default");
     let want = |name: &str| all || default || sections.iter().any(|s| s == name);
@@ -234,7 +236,12 @@ pub fn info_text(node: &Node, sections: &[String]) -> String {
     }
     if want("keyspace") {
         let mut s = String::new();
-        for (i, (keys, expires)) in node.keyspace.db_sizes().into_iter().enumerate() {
+        for (i, (keys, expires)) in sizes
+            .clone()
+            .unwrap_or_else(|| node.keyspace.db_sizes())
+            .into_iter()
+            .enumerate()
+        {
             if keys > 0 {
                 let _ = write!(s, "db{i}:keys={keys},expires={expires},avg_ttl=0\r\n");
             }
@@ -249,7 +256,9 @@ fn info(ctx: &mut Ctx) -> CmdResult {
         .iter()
         .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
         .collect();
-    let text = info_text(ctx.node, &sections);
+    // Inside EXEC the view holds every shard lock already.
+    let sizes = ctx.view.as_ref().map(|v| v.db_sizes());
+    let text = info_text(ctx.node, &sections, sizes);
     ctx.out.verbatim(&text);
     Ok(())
 }

@@ -101,36 +101,74 @@ fn expire_time(now: i64, unit: &[u8], amount: &[u8], cmd: &str) -> Result<i64, C
     Ok(at)
 }
 
-fn set(ctx: &mut Ctx) -> CmdResult {
-    let args = ctx.args;
-    let mut cond = Cond::None;
-    let mut exp = Exp::None;
-    let mut want_get = false;
-    let now = ctx.view()?.now_ms;
-    let mut i = 3;
+/// Option flags of SET and GETEX, parsed like redis's
+/// `parseExtendedStringArgumentsOrReply`: an option may repeat (the last
+/// expiry wins) but conflicting options are a syntax error.
+#[derive(Default)]
+struct StrOpts {
+    nx: bool,
+    xx: bool,
+    get: bool,
+    keepttl: bool,
+    persist: bool,
+    /// EX/PX/EXAT/PXAT and its amount (validated after parsing).
+    expire: Option<(usize, usize)>,
+}
+
+fn parse_str_opts(args: &[bytes::Bytes], first: usize, is_set: bool) -> Result<StrOpts, CmdError> {
+    let mut o = StrOpts::default();
+    let mut i = first;
     while i < args.len() {
         let a = &args[i];
-        let next = args.get(i + 1);
-        if eq_ic(a, "nx") && cond != Cond::Xx {
-            cond = Cond::Nx;
-        } else if eq_ic(a, "xx") && cond != Cond::Nx {
-            cond = Cond::Xx;
-        } else if eq_ic(a, "get") {
-            want_get = true;
-        } else if eq_ic(a, "keepttl") && exp == Exp::None {
-            exp = Exp::Keep;
-        } else if (eq_ic(a, "ex") || eq_ic(a, "px") || eq_ic(a, "exat") || eq_ic(a, "pxat"))
-            && exp == Exp::None
-            && next.is_some()
+        let has_next = i + 1 < args.len();
+        // Another expiry form was given before (repeating the same one is
+        // allowed).
+        let other_exp = o
+            .expire
+            .is_some_and(|(k, _)| !args[k].eq_ignore_ascii_case(a));
+        if eq_ic(a, "nx") && !o.xx && is_set {
+            o.nx = true;
+        } else if eq_ic(a, "xx") && !o.nx && is_set {
+            o.xx = true;
+        } else if eq_ic(a, "get") && is_set {
+            o.get = true;
+        } else if eq_ic(a, "keepttl") && !o.persist && o.expire.is_none() && is_set {
+            o.keepttl = true;
+        } else if eq_ic(a, "persist") && !is_set && o.expire.is_none() && !o.keepttl {
+            o.persist = true;
+        } else if ["ex", "px", "exat", "pxat"].iter().any(|u| eq_ic(a, u))
+            && !o.keepttl
+            && !o.persist
+            && !other_exp
+            && has_next
         {
-            let amount = next.map(|b| &b[..]).unwrap_or(b"");
-            exp = Exp::At(expire_time(now, a, amount, "set")?);
+            o.expire = Some((i, i + 1));
             i += 1;
         } else {
             return err(SYNTAX);
         }
         i += 1;
     }
+    Ok(o)
+}
+
+fn set(ctx: &mut Ctx) -> CmdResult {
+    let args = ctx.args;
+    let opts = parse_str_opts(args, 3, true)?;
+    let now = ctx.view()?.now_ms;
+    let cond = if opts.nx {
+        Cond::Nx
+    } else if opts.xx {
+        Cond::Xx
+    } else {
+        Cond::None
+    };
+    let want_get = opts.get;
+    let exp = match opts.expire {
+        Some((u, a)) => Exp::At(expire_time(now, &args[u], &args[a], "set")?),
+        None if opts.keepttl => Exp::Keep,
+        None => Exp::None,
+    };
     let key = &args[1];
     let value = &args[2];
     let view = ctx.view()?;
@@ -238,29 +276,19 @@ fn getdel(ctx: &mut Ctx) -> CmdResult {
 
 fn getex(ctx: &mut Ctx) -> CmdResult {
     let args = ctx.args;
+    let opts = parse_str_opts(args, 2, false)?;
     let now = ctx.view()?.now_ms;
-    let mut exp = Exp::None;
-    let mut i = 2;
-    while i < args.len() {
-        let a = &args[i];
-        if eq_ic(a, "persist") && exp == Exp::None {
-            exp = Exp::Persist;
-        } else if (eq_ic(a, "ex") || eq_ic(a, "px") || eq_ic(a, "exat") || eq_ic(a, "pxat"))
-            && exp == Exp::None
-            && i + 1 < args.len()
-        {
-            exp = Exp::At(expire_time(now, a, &args[i + 1], "getex")?);
-            i += 1;
-        } else {
-            return err(SYNTAX);
-        }
-        i += 1;
-    }
     let key = &args[1];
     let view = ctx.view()?;
     let Some(val) = read_str(view, key)?.map(|s| s.to_vec()) else {
         ctx.out.null();
         return Ok(());
+    };
+    // Like redis, the expiry is validated only once the key was found.
+    let exp = match opts.expire {
+        Some((u, a)) => Exp::At(expire_time(now, &args[u], &args[a], "getex")?),
+        None if opts.persist => Exp::Persist,
+        None => Exp::None,
     };
     match exp {
         Exp::At(at) if at <= now => {
@@ -485,7 +513,6 @@ fn setrange(ctx: &mut Ctx) -> CmdResult {
     let limit = max_len(ctx);
     let view = ctx.view()?;
     let cur = read_str_w(view, key)?.map(|s| s.to_vec());
-    let existed = cur.is_some();
     let mut s = cur.unwrap_or_default();
     if patch.is_empty() {
         ctx.out.int(s.len() as i64);
@@ -501,11 +528,7 @@ fn setrange(ctx: &mut Ctx) -> CmdResult {
     }
     s[offset as usize..end].copy_from_slice(patch);
     let n = s.len();
-    if existed {
-        view.update_str(key, s, true);
-    } else {
-        view.set(key, Value::Str(s), false);
-    }
+    view.update_str(key, s, true);
     ctx.out.int(n as i64);
     Ok(())
 }

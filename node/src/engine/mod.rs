@@ -457,6 +457,14 @@ impl<'a> View<'a> {
                     return;
                 }
             }
+            // A new key created by an in-place modification (SETRANGE) is
+            // raw too, as in redis.
+            self.set(key, Value::Str(bytes), true);
+            let (shard, slot) = self.shard_for(key);
+            if let Some(t) = shard.dbs[db].table_mut(slot) {
+                t.mark_raw(key);
+            }
+            return;
         }
         self.set(key, Value::Str(bytes), true);
     }
@@ -536,6 +544,19 @@ impl<'a> View<'a> {
     pub fn propagate(&mut self, args: &[&[u8]]) {
         self.propagated = true;
         self.stream.append(self.db, args);
+    }
+
+    /// Key counts per database (keys, volatile keys) over the locked
+    /// shards, like [`Keyspace::db_sizes`] for a view holding every shard.
+    pub fn db_sizes(&self) -> Vec<(usize, usize)> {
+        let mut out = vec![(0, 0); self.keyspace.databases];
+        for (_, s) in &self.guards {
+            for (i, db) in s.dbs.iter().enumerate() {
+                out[i].0 += db.len();
+                out[i].1 += db.volatile_len();
+            }
+        }
+        out
     }
 
     /// Number of keys in the current database across the locked shards.

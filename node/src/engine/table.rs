@@ -300,6 +300,15 @@ impl SlotTable {
         }
     }
 
+    /// Marks a string as raw-encoded (OBJECT ENCODING reports "raw").
+    pub fn mark_raw(&mut self, key: &[u8]) {
+        if let Some(e) = self.entries.find_mut(hash_key(key), |e| e.key() == key) {
+            if !e.is_obj() {
+                e.meta |= RAW;
+            }
+        }
+    }
+
     fn remove_inner(&mut self, key: &[u8], take_expire: bool) -> Option<(Value, Option<i64>)> {
         let Ok(occ) = self.entries.find_entry(hash_key(key), |e| e.key() == key) else {
             return None;
