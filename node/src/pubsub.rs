@@ -152,7 +152,7 @@ impl PubSub {
         let mut g = self.inner.write();
         g.map(kind)
             .keys()
-            .filter(|c| pattern.map_or(true, |p| glob_match(p, c, false)))
+            .filter(|c| pattern.is_none_or(|p| glob_match(p, c, false)))
             .cloned()
             .collect()
     }
