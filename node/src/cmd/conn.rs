@@ -440,7 +440,7 @@ fn client(ctx: &mut Ctx) -> CmdResult {
                 "NO-EVICT (ON|OFF)",
                 "    Protect current client connection from eviction.",
                 "HELP",
-                "    Print this help.",
+                "    Prints this help.",
             ],
         ),
         _ => {

@@ -382,7 +382,7 @@ fn object(ctx: &mut Ctx) -> CmdResult {
             "    Return the number of references of the value associated with the specified",
             "    <key>.",
             "HELP",
-            "    Print this help.",
+            "    Prints this help.",
         ];
         ctx.out.array(lines.len());
         for l in lines {
@@ -407,6 +407,13 @@ fn object(ctx: &mut Ctx) -> CmdResult {
     match &sub[..] {
         b"encoding" => {
             let enc = match view.peek(&key) {
+                Some(ValueRef::Str(s)) if meta.noint && !meta.raw_encoding => {
+                    if s.len() > 44 {
+                        "raw"
+                    } else {
+                        "embstr"
+                    }
+                }
                 Some(ValueRef::Str(s)) => string_encoding(s, meta.raw_encoding),
                 Some(ValueRef::Obj(o)) => o.encoding(),
                 None => "none",
@@ -415,6 +422,7 @@ fn object(ctx: &mut Ctx) -> CmdResult {
         }
         b"refcount" => {
             let shared = !meta.raw_encoding
+                && !meta.noint
                 && matches!(view.peek(&key), Some(ValueRef::Str(s)) if s.len() <= 5 && parse_i64(s).is_some_and(|n| (0..10000).contains(&n)));
             ctx.out.int(if shared { i64::from(i32::MAX) } else { 1 });
         }
@@ -479,7 +487,7 @@ fn memory(ctx: &mut Ctx) -> CmdResult {
                 "    Return memory in bytes used by <key> and its value. Nested values are",
                 "    sampled up to <count> times (default: 5, 0 means sample all).",
                 "HELP",
-                "    Print this help.",
+                "    Prints this help.",
             ];
             ctx.out.array(lines.len());
             for l in lines {

@@ -195,7 +195,7 @@ fn pubsub(ctx: &mut Ctx) -> CmdResult {
                 "SHARDNUMSUB [<shardchannel> ...]",
                 "    Return the number of subscribers for the specified shard level channel(s)",
                 "HELP",
-                "    Print this help.",
+                "    Prints this help.",
             ];
             ctx.out.array(lines.len());
             for l in lines {

@@ -326,7 +326,7 @@ fn config(ctx: &mut Ctx) -> CmdResult {
                 "REWRITE",
                 "    Rewrite the configuration file.",
                 "HELP",
-                "    Print this help.",
+                "    Prints this help.",
             ];
             ctx.out.array(lines.len());
             for l in lines {
@@ -505,7 +505,7 @@ fn slowlog(ctx: &mut Ctx) -> CmdResult {
                 "RESET",
                 "    Reset the slowlog.",
                 "HELP",
-                "    Print this help.",
+                "    Prints this help.",
             ];
             ctx.out.array(lines.len());
             for l in lines {

@@ -450,12 +450,63 @@ pub fn format_human_float(v: f64) -> String {
     s
 }
 
+/// Parses a C99 hexadecimal float (`0x1.8p3`, `-0x10`), which redis accepts
+/// because it parses INCRBYFLOAT operands with `strtold`.
+fn parse_hex_float(b: &[u8]) -> Option<f64> {
+    let s = std::str::from_utf8(b).ok()?;
+    let (neg, rest) = match s.as_bytes().first()? {
+        b'-' => (true, &s[1..]),
+        b'+' => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let rest = rest
+        .strip_prefix("0x")
+        .or_else(|| rest.strip_prefix("0X"))?;
+    let (mant, exp) = match rest.find(['p', 'P']) {
+        Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+        None => (rest, None),
+    };
+    let (ip, fp) = match mant.find('.') {
+        Some(i) => (&mant[..i], &mant[i + 1..]),
+        None => (mant, ""),
+    };
+    if ip.is_empty() && fp.is_empty() {
+        return None;
+    }
+    let mut v = 0f64;
+    for c in ip.chars() {
+        v = v * 16.0 + f64::from(c.to_digit(16)?);
+    }
+    let mut scale = 1.0 / 16.0;
+    for c in fp.chars() {
+        v += f64::from(c.to_digit(16)?) * scale;
+        scale /= 16.0;
+    }
+    if let Some(e) = exp {
+        if !e
+            .trim_start_matches(['+', '-'])
+            .bytes()
+            .all(|c| c.is_ascii_digit())
+        {
+            return None;
+        }
+        let e: i32 = e.parse().ok()?;
+        v *= 2f64.powi(e);
+    }
+    Some(if neg { -v } else { v })
+}
+
+/// INCRBYFLOAT operand parsing (redis's `strtold` based string2ld).
+fn parse_ld(b: &[u8]) -> Option<f64> {
+    parse_hex_float(b).or_else(|| parse_f64(b))
+}
+
 fn incrbyfloat(ctx: &mut Ctx) -> CmdResult {
     let key = &ctx.args[1];
-    let by = parse_f64(&ctx.args[2]).ok_or_else(|| CmdError::new(NOT_FLOAT))?;
+    let by = parse_ld(&ctx.args[2]).ok_or_else(|| CmdError::new(NOT_FLOAT))?;
     let view = ctx.view()?;
     let cur = match read_str_w(view, key)? {
-        Some(s) => parse_f64(s).ok_or_else(|| CmdError::new(NOT_FLOAT))?,
+        Some(s) => parse_ld(s).ok_or_else(|| CmdError::new(NOT_FLOAT))?,
         None => 0.0,
     };
     let new = cur + by;
@@ -464,6 +515,7 @@ fn incrbyfloat(ctx: &mut Ctx) -> CmdResult {
     }
     let s = format_human_float(new);
     view.update_str(key, s.as_bytes().to_vec(), false);
+    view.mark_noint(key);
     view.propagate(&[b"SET", key, s.as_bytes(), b"KEEPTTL"]);
     ctx.out.bulk(s.as_bytes());
     Ok(())

@@ -469,6 +469,15 @@ impl<'a> View<'a> {
         self.set(key, Value::Str(bytes), true);
     }
 
+    /// Marks a string as never int-encoded (INCRBYFLOAT results).
+    pub fn mark_noint(&mut self, key: &[u8]) {
+        let db = self.db;
+        let (shard, slot) = self.shard_for(key);
+        if let Some(t) = shard.dbs[db].table_mut(slot) {
+            t.mark_noint(key);
+        }
+    }
+
     /// Deletes a key. Returns its value if it existed.
     pub fn delete(&mut self, key: &[u8]) -> Option<Value> {
         if self.expire_if_needed(key) {

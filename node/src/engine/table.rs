@@ -34,6 +34,9 @@ const KIND_STR: u32 = 0;
 const KIND_OBJ: u32 = 1;
 const VOLATILE: u32 = 1 << 2;
 const RAW: u32 = 1 << 3;
+/// A string stored as text even if it looks like an integer (redis's
+/// INCRBYFLOAT result is an embstr, never int-encoded).
+const NOINT: u32 = 1 << 4;
 const LRU_SHIFT: u32 = 8;
 /// LRU clock resolution is one second and it wraps after 2^24 s, as redis's.
 pub const LRU_CLOCK_MAX: u32 = (1 << 24) - 1;
@@ -128,6 +131,8 @@ pub enum ValueRef<'a> {
 pub struct KeyMeta {
     pub lru: u32,
     pub raw_encoding: bool,
+    /// Never reported as int-encoded (see `mark_noint`).
+    pub noint: bool,
 }
 
 #[derive(Default)]
@@ -186,6 +191,7 @@ impl SlotTable {
         self.find(key).map(|e| KeyMeta {
             lru: e.lru(),
             raw_encoding: e.meta & RAW != 0,
+            noint: e.meta & NOINT != 0,
         })
     }
 
@@ -305,6 +311,15 @@ impl SlotTable {
         if let Some(e) = self.entries.find_mut(hash_key(key), |e| e.key() == key) {
             if !e.is_obj() {
                 e.meta |= RAW;
+            }
+        }
+    }
+
+    /// Marks a string as text that OBJECT ENCODING never reports as int.
+    pub fn mark_noint(&mut self, key: &[u8]) {
+        if let Some(e) = self.entries.find_mut(hash_key(key), |e| e.key() == key) {
+            if !e.is_obj() {
+                e.meta |= NOINT;
             }
         }
     }
