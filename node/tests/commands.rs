@@ -1,10 +1,4 @@
 //! Behaviour tests of the node's commands, over raw RESP connections.
-//!
-//! Tests marked `#[ignore = "needs full command table ..."]` use commands
-//! that the temporary `cmdspec.rs` stub does not list yet (the dispatcher
-//! answers "unknown command" for them); tests marked `needs full config`
-//! use directives the temporary `config.rs` stub does not parse. Run them
-//! with `cargo test -- --include-ignored` once those files are replaced.
 
 #![allow(clippy::unwrap_used)]
 
@@ -121,7 +115,6 @@ fn set_options() {
 }
 
 #[test]
-#[ignore = "needs full command table: cmdspec.rs stub lacks APPEND, STRLEN, GETRANGE, SETRANGE, INCRBY..."]
 fn strings_extended() {
     let s = Server::start(&[]);
     let mut c = s.conn();
@@ -181,7 +174,6 @@ fn keys_and_dbsize() {
 }
 
 #[test]
-#[ignore = "needs the full glob matcher: glob.rs stub lacks [classes] and escapes"]
 fn keys_glob_classes_and_escapes() {
     let s = Server::start(&[]);
     let mut c = s.conn();
@@ -471,7 +463,6 @@ fn pubsub_subscribe_publish_and_resp2_restrictions() {
 }
 
 #[test]
-#[ignore = "needs full command table: cmdspec.rs stub lacks PSUBSCRIBE, SSUBSCRIBE, SPUBLISH, PUBSUB, UNSUBSCRIBE"]
 fn pubsub_patterns_shard_channels_and_introspection() {
     let s = Server::start(&[]);
     let mut sub = s.conn();
@@ -620,7 +611,6 @@ fn select_and_databases() {
 }
 
 #[test]
-#[ignore = "needs full config: --databases is not parsed by the config stub"]
 fn databases_directive() {
     let s = Server::start(&["--databases", "4"]);
     let mut c = s.conn();
@@ -791,7 +781,6 @@ fn config_get() {
 }
 
 #[test]
-#[ignore = "needs full config: CONFIG SET is not implemented by the config stub"]
 fn config_set() {
     let s = Server::start(&[]);
     let mut c = s.conn();
@@ -816,7 +805,6 @@ fn command_count() {
 }
 
 #[test]
-#[ignore = "needs full command table (SLOWLOG) and full config (slowlog-log-slower-than)"]
 fn slowlog_records_commands() {
     let s = Server::start(&["--slowlog-log-slower-than", "0"]);
     let mut c = s.conn();
@@ -835,7 +823,6 @@ fn slowlog_records_commands() {
 }
 
 #[test]
-#[ignore = "needs full command table: cmdspec.rs stub lacks MONITOR"]
 fn monitor_sees_other_clients() {
     let s = Server::start(&[]);
     let mut m = s.conn();
@@ -901,7 +888,6 @@ fn flushall_async() {
 }
 
 #[test]
-#[ignore = "needs full command table: cmdspec.rs stub lacks SWAPDB, COPY, RENAME"]
 fn swapdb_copy_rename_across_shards() {
     let s = Server::start(&["--shards", "4"]);
     let mut c = s.conn();

@@ -29,9 +29,6 @@
 //!    stay far from f64's limits.
 //! 7. WRONGTYPE: the node has no command yet that creates a non-string
 //!    value, so no cases need another type.
-//!
-//! Commands the temporary `cmdspec.rs` stub lacks are exercised by the
-//! `#[ignore]`d `full_*` tests; `stub_*` tests use only the stub's commands.
 
 #![allow(clippy::unwrap_used)]
 
@@ -710,13 +707,11 @@ fn stub_commands_match_redis_with_four_shards() {
 }
 
 #[test]
-#[ignore = "needs full command table (cmdspec.rs stub lacks most string and key commands) and full glob.rs"]
 fn full_commands_match_redis() {
     run_all(ALL_CMDS, &[], true);
 }
 
 #[test]
-#[ignore = "needs full command table (cmdspec.rs stub lacks most string and key commands) and full glob.rs"]
 fn full_commands_match_redis_with_four_shards() {
     run_all(ALL_CMDS, &["--shards", "4"], true);
 }
@@ -784,7 +779,6 @@ fn stub_edge_cases_match_redis() {
 }
 
 #[test]
-#[ignore = "needs full command table: cmdspec.rs stub lacks most string and key commands"]
 fn full_edge_cases_match_redis() {
     edge_cases(&[
         &["SET", "n", "9223372036854775807"],
