@@ -526,6 +526,17 @@ fn move_one(
     fill: i64,
     prop: &[&[u8]],
 ) -> CmdResult {
+    // The source is checked first: a missing source replies nil whatever
+    // the destination holds.
+    let has = match view.get_for_write(src) {
+        None => false,
+        Some(ValueRef::Obj(Object::List(l))) => !l.is_empty(),
+        Some(_) => return err(WRONGTYPE),
+    };
+    if !has {
+        out.null();
+        return Ok(());
+    }
     match view.get_for_write(dst) {
         None | Some(ValueRef::Obj(Object::List(_))) => {}
         Some(_) => return err(WRONGTYPE),
@@ -591,7 +602,13 @@ fn blmove_generic(
     if ready {
         return move_one(view, out, src, dst, from, to, fill, prop);
     }
-    ctx.block(vec![src.clone()], deadline, TimeoutReply::NullBulk)
+    // Inside MULTI redis 7.0 replies a null bulk, but a timed out wait
+    // replies a null array (as for every list blocking command).
+    if ctx.client.in_exec {
+        ctx.out.null();
+        return Ok(());
+    }
+    ctx.block(vec![src.clone()], deadline, TimeoutReply::NullArray)
 }
 
 fn blmove(ctx: &mut Ctx) -> CmdResult {
@@ -745,8 +762,8 @@ fn lmpop(ctx: &mut Ctx) -> CmdResult {
 
 fn blmpop(ctx: &mut Ctx) -> CmdResult {
     let args = ctx.args;
-    let deadline = parse_timeout(&args[1]).map_err(CmdError)?;
     let (keys, head, count) = parse_mpop(args, 2)?;
+    let deadline = parse_timeout(&args[1]).map_err(CmdError)?;
     if pop_first(ctx, keys, head, Some(count))? {
         return Ok(());
     }
