@@ -156,8 +156,9 @@ pub fn parse_timeout(arg: &[u8]) -> Result<Option<Instant>, String> {
     let secs = crate::cmd::parse_f64(arg)
         .ok_or_else(|| "ERR timeout is not a float or out of range".to_string())?;
     let ms = (secs * 1000.0).ceil();
-    // C's conversion of an out-of-range double yields LLONG_MIN.
-    if !(ms < 9.223_372_036_854_775_807e18) || ms < 0.0 {
+    // C's conversion of an out-of-range double yields LLONG_MIN. (Never
+    // NaN: parse_f64 refuses it.) i64::MAX as f64 is 2^63.
+    if ms >= i64::MAX as f64 || ms < 0.0 {
         return Err("ERR timeout is negative".into());
     }
     let ms = ms as u64;

@@ -110,7 +110,7 @@ fn gen(r: &mut StdRng, in_multi: bool) -> Vec<Vec<u8>> {
     let s = |x: &str| x.as_bytes().to_vec();
     let which = r.gen_range(0..31);
     match which {
-        0 | 1 | 2 | 3 => {
+        0..=3 => {
             a.push(s(["LPUSH", "RPUSH"][which % 2]));
             a.push(s(&key(r)));
             let n = if r.gen_bool(0.1) {
@@ -139,7 +139,7 @@ fn gen(r: &mut StdRng, in_multi: bool) -> Vec<Vec<u8>> {
                 a.push(s("1"));
             }
         }
-        7 | 8 | 9 => {
+        7..=9 => {
             a.push(s("LRANGE"));
             a.push(s(&key(r)));
             a.push(s(&int_arg(r)));

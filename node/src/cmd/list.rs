@@ -516,6 +516,7 @@ fn side(a: &[u8]) -> Result<bool, CmdError> {
 /// Moves one element from `src` (known to be a non-empty list) to `dst`,
 /// replying with it. Fails with WRONGTYPE, moving nothing, when `dst`
 /// holds another type. Propagates `prop`.
+#[allow(clippy::too_many_arguments)]
 fn move_one(
     view: &mut View<'_>,
     out: &mut ReplyWriter<'_>,
