@@ -91,6 +91,25 @@ fn list_mut<'v>(view: &'v mut View<'_>, key: &[u8]) -> Result<Option<&'v mut Lis
     }
 }
 
+/// Runs `f` on a list with a single lookup in the common case (the key
+/// holds a list). `None` when the key does not exist.
+fn with_list<R>(
+    view: &mut View<'_>,
+    key: &[u8],
+    f: impl FnOnce(&mut ListObj) -> R,
+) -> Result<Option<R>, CmdError> {
+    match view.obj_mut(key) {
+        Some(Object::List(l)) => return Ok(Some(f(l))),
+        Some(_) => return err(WRONGTYPE),
+        None => {}
+    }
+    // Missing, or a string.
+    if view.get_for_write(key).is_some() {
+        return err(WRONGTYPE);
+    }
+    Ok(None)
+}
+
 /// After removing elements: deletes the key if the list became empty,
 /// else records the change.
 fn after_removal(view: &mut View<'_>, key: &[u8], empty: bool) {
@@ -116,15 +135,12 @@ fn push_generic(ctx: &mut Ctx, head: bool, only_existing: bool) -> CmdResult {
     let args = ctx.args;
     let key = &args[1];
     let (view, out) = parts(ctx)?;
-    let len = match list_mut(view, key)? {
-        Some(l) => {
-            for v in &args[2..] {
-                l.push(v, head, fill);
-            }
-            Some(l.len())
+    let len = with_list(view, key, |l| {
+        for v in &args[2..] {
+            l.push(v, head, fill);
         }
-        None => None,
-    };
+        l.len()
+    })?;
     match len {
         Some(n) => {
             view.modified(key);
@@ -194,35 +210,34 @@ fn pop_generic(ctx: &mut Ctx, head: bool) -> CmdResult {
     };
     let key = &args[1];
     let (view, out) = parts(ctx)?;
-    let Some(l) = list_mut(view, key)? else {
-        if count.is_some() {
-            out.null_array();
-        } else {
-            out.null();
-        }
-        return Ok(());
-    };
-    match count {
-        None => match l.pop(head) {
-            Some(v) => out.bulk(&v),
-            None => out.null(),
-        },
-        Some(0) => {
-            out.array(0);
-            return Ok(());
-        }
-        Some(c) => {
-            let n = usize::try_from(c).unwrap_or(usize::MAX).min(l.len());
-            out.array(n);
-            for _ in 0..n {
-                if let Some(v) = l.pop(head) {
-                    out.bulk(&v);
+    let res = with_list(view, key, |l| {
+        match count {
+            None => match l.pop(head) {
+                Some(v) => out.bulk(&v),
+                None => out.null(),
+            },
+            Some(0) => {
+                out.array(0);
+                return None;
+            }
+            Some(c) => {
+                let n = usize::try_from(c).unwrap_or(usize::MAX).min(l.len());
+                out.array(n);
+                for _ in 0..n {
+                    if let Some(v) = l.pop(head) {
+                        out.bulk(&v);
+                    }
                 }
             }
         }
+        Some(l.is_empty())
+    })?;
+    match res {
+        None if count.is_some() => out.null_array(),
+        None => out.null(),
+        Some(None) => {}
+        Some(Some(empty)) => after_removal(view, key, empty),
     }
-    let empty = l.is_empty();
-    after_removal(view, key, empty);
     Ok(())
 }
 
