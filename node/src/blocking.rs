@@ -147,18 +147,24 @@ impl PartialEq for Blocked {
 }
 impl Eq for Blocked {}
 
-/// Parses a blocking timeout in (fractional) seconds, as redis does.
+/// Parses a blocking timeout in (fractional) seconds as redis 7.0 does:
+/// the value is converted to whole milliseconds rounding up (so any
+/// positive timeout waits at least 1 ms), a value whose milliseconds do
+/// not fit in an i64 (inf, 1e100) is "negative", and 0 (or anything in
+/// (-0.001, 0]) means forever.
 pub fn parse_timeout(arg: &[u8]) -> Result<Option<Instant>, String> {
     let secs = crate::cmd::parse_f64(arg)
-        .filter(|v| v.is_finite())
         .ok_or_else(|| "ERR timeout is not a float or out of range".to_string())?;
-    if secs < 0.0 {
+    let ms = (secs * 1000.0).ceil();
+    // C's conversion of an out-of-range double yields LLONG_MIN. (Never
+    // NaN: parse_f64 refuses it.) i64::MAX as f64 is 2^63.
+    if ms >= i64::MAX as f64 || ms < 0.0 {
         return Err("ERR timeout is negative".into());
     }
-    if secs == 0.0 {
+    let ms = ms as u64;
+    if ms == 0 {
         return Ok(None);
     }
-    let d = std::time::Duration::try_from_secs_f64(secs)
-        .map_err(|_| "ERR timeout is out of range".to_string())?;
-    Ok(Instant::now().checked_add(d))
+    // A deadline beyond what Instant can represent is as good as forever.
+    Ok(Instant::now().checked_add(std::time::Duration::from_millis(ms)))
 }

@@ -272,7 +272,7 @@ impl Conn {
                                 step = self.process(client);
                             }
                             Step::Blocked(b) => {
-                                if !self.wait_blocked(b, client).await {
+                                if !self.wait_blocked(b, client, &mut rd).await {
                                     return Ok(());
                                 }
                                 step = self.process(client);
@@ -312,7 +312,12 @@ impl Conn {
 
     /// Waits for a blocked command's reply or timeout and writes it. Returns
     /// false if the client was killed meanwhile.
-    async fn wait_blocked(&mut self, mut b: Blocked, client: &mut Client) -> bool {
+    async fn wait_blocked(
+        &mut self,
+        mut b: Blocked,
+        client: &mut Client,
+        rd: &mut tokio::net::tcp::ReadHalf<'_>,
+    ) -> bool {
         let handle = client.handle.clone();
         handle.set_flag(cflag::BLOCKED, true);
         let deadline = b.deadline;
@@ -324,10 +329,25 @@ impl Conn {
         };
         tokio::pin!(sleep);
         let mut alive = true;
-        let reply = tokio::select! {
-            r = &mut b.rx => r.ok(),
-            _ = &mut sleep => None,
-            _ = handle.kill.notified() => { alive = false; None }
+        // Keep reading while blocked: pipelined requests are buffered for
+        // later, and a closed connection gives up the wait at once (like
+        // redis, which frees the client), so no element is served to a
+        // client that is gone.
+        let reply = loop {
+            if self.inbuf.capacity() - self.inbuf.len() < READ_CHUNK / 4 {
+                self.inbuf.reserve(READ_CHUNK);
+            }
+            tokio::select! {
+                r = &mut b.rx => break r.ok(),
+                _ = &mut sleep => break None,
+                _ = handle.kill.notified() => { alive = false; break None }
+                r = rd.read_buf(&mut self.inbuf) => match r {
+                    Ok(0) | Err(_) => { alive = false; break None }
+                    Ok(n) => {
+                        self.node.stats.total_net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                },
+            }
         };
         let reply = match reply {
             Some(r) => Some(r),

@@ -100,6 +100,9 @@ pub struct Client {
     pub ready_keys: Vec<(usize, Bytes)>,
     /// Set while this client stands in for a blocked client being served.
     pub serving_blocked: bool,
+    /// While serving a blocked client: the key that became ready (redis
+    /// serves a client blocked on several keys from that key).
+    pub serving_key: Option<Bytes>,
     /// Set while EXEC runs the queued commands (blocking commands then
     /// behave as if their timeout expired).
     pub in_exec: bool,
@@ -125,6 +128,7 @@ impl Client {
             pending_cmds: 0,
             ready_keys: Vec::new(),
             serving_blocked: false,
+            serving_key: None,
             in_exec: false,
         }
     }
@@ -582,6 +586,7 @@ pub fn serve_ready(node: &Arc<Node>, ready: Vec<(usize, Bytes)>) {
             stand_in.db = w.db;
             stand_in.proto = w.proto;
             stand_in.serving_blocked = true;
+            stand_in.serving_key = Some(key.clone());
             let mut buf = bytes::BytesMut::new();
             let mut wr = ReplyWriter::new(&mut buf, w.proto);
             let mut cur = view.take();
