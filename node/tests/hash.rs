@@ -280,6 +280,7 @@ fn hrandfield(p: &mut Pair, rng: &mut StdRng, k: Vec<u8>) {
 }
 
 fn run_seed(seed: u64, small_limits: bool, steps: usize) {
+    eprintln!("seed {seed} small_limits={small_limits}");
     let (ours, redis) = servers();
     let mut p = Pair::new(&ours, &redis);
     if small_limits {

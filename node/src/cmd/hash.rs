@@ -429,7 +429,7 @@ fn hincrbyfloat(ctx: &mut Ctx) -> CmdResult {
         Err(ld::RangeError::Overflow) => return Err(nan_inf()),
         Err(ld::RangeError::Underflow) => ld::Ld::from_i64(0),
     };
-    let s = sum.to_human();
+    let s = sum.human();
     h.set(field, s.as_bytes(), &limits);
     commit(view, key, created);
     view.propagate(&[b"HSET", key, field, s.as_bytes()]);
@@ -909,7 +909,7 @@ mod ld {
 
         /// `%.17Lf` followed by redis's trimming of trailing zeros (and of the
         /// point), with "-0" printed as "0".
-        pub fn to_human(&self) -> String {
+        pub fn human(self) -> String {
             let e = i64::from(self.exp);
             let mut p = Big::from_u64(self.mant);
             p.mul_pow10(17);
@@ -1100,7 +1100,7 @@ mod ld {
         }
 
         fn sum(a: &str, b: &str) -> String {
-            Ld::add(p(a), p(b)).unwrap().to_human()
+            Ld::add(p(a), p(b)).unwrap().human()
         }
 
         #[test]
@@ -1131,7 +1131,7 @@ mod ld {
             assert!(parse(b"1e").is_none());
             assert!(parse(b".").is_none());
             assert_eq!(parse(b"-inf"), Some(Value::Inf(true)));
-            assert_eq!(p("1e4000").to_human().len(), 4000);
+            assert_eq!(p("1e4000").human().len(), 4000);
         }
     }
 }

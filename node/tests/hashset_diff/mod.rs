@@ -113,6 +113,11 @@ impl Pair {
         }
     }
 
+    /// Records a command sent outside `both` in the failure history.
+    pub fn note_only(&mut self, args: &[Vec<u8>]) {
+        self.note(args);
+    }
+
     fn note(&mut self, args: &[Vec<u8>]) {
         self.history.push(show(args));
         if self.history.len() > 30 {
@@ -121,14 +126,16 @@ impl Pair {
     }
 
     fn fail(
-        &self,
+        &mut self,
         what: &str,
         args: &[Vec<u8>],
         redis: &dyn std::fmt::Debug,
         ours: &dyn std::fmt::Debug,
     ) -> ! {
+        let rk = self.redis.cmd(&["KEYS", "*"]);
+        let ok = self.ours.cmd(&["KEYS", "*"]);
         panic!(
-            "{what} differs for `{}` (resp3={})\n redis: {redis:?}\n ours:  {ours:?}\nlast commands:\n  {}",
+            "{what} differs for `{}` (resp3={})\n redis: {redis:?}\n ours:  {ours:?}\nlast commands:\n  {}\nkeys: redis {rk:?}\n      ours  {ok:?}",
             show(args),
             self.resp3,
             self.history.join("\n  ")
@@ -163,7 +170,29 @@ impl Pair {
             );
         }
         self.checked += 1;
+        self.paranoid(args);
         parse(&r)
+    }
+
+    /// With HASHSET_DIFF_PARANOID set, compares the key sets after every
+    /// command (slow; for debugging a divergence).
+    fn paranoid(&mut self, args: &[Vec<u8>]) {
+        if std::env::var_os("HASHSET_DIFF_PARANOID").is_none() {
+            return;
+        }
+        let rk = unordered(self.redis.cmd(&["KEYS", "*"]), false);
+        let ok = unordered(self.ours.cmd(&["KEYS", "*"]), false);
+        if rk != ok {
+            self.fail("key set", args, &rk, &ok);
+        }
+        let txt: Vec<String> = rk.array().iter().map(|k| k.text()).collect();
+        let ttls: Vec<String> = txt
+            .iter()
+            .map(|k| format!("{:?}", self.ours.cmd(&["PTTL", k])))
+            .collect();
+        let exp = crate::common::info_int(&mut self.ours, "stats", "expired_keys");
+        self.history
+            .push(format!("    keys: {txt:?} ttls {ttls:?} expired {exp}"));
     }
 
     /// Same elements, any order.

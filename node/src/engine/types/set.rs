@@ -194,7 +194,7 @@ impl SetObj {
         matches!(self, SetObj::Ints(_))
     }
 
-    fn to_table(&mut self) {
+    fn convert_to_table(&mut self) {
         let mut t = RhTable::with_capacity(self.len() + 1);
         self.for_each(|e| {
             let v = e.to_vec();
@@ -205,7 +205,7 @@ impl SetObj {
 
     /// Leaves the intset encoding for `extra` more members, the longest of
     /// which is `longest` bytes.
-    fn from_ints(&mut self, extra: usize, longest: usize, limits: &EncodingLimits) {
+    fn leave_intset(&mut self, extra: usize, longest: usize, limits: &EncodingLimits) {
         let SetObj::Ints(s) = self else { return };
         if s.len() + extra <= limits.set_max_listpack_entries
             && longest <= limits.set_max_listpack_value
@@ -218,7 +218,7 @@ impl SetObj {
             let n = s.len();
             *self = SetObj::Listpack(Listpack::from_encoded(enc, n));
         } else {
-            self.to_table();
+            self.convert_to_table();
         }
     }
 
@@ -242,13 +242,13 @@ impl SetObj {
                     }
                     let max = limits.set_max_intset_entries.min(1 << 30);
                     if s.len() > max {
-                        self.to_table();
+                        self.convert_to_table();
                     }
                     return true;
                 }
                 None => {
                     let longest = m.len().max(20);
-                    self.from_ints(1, longest, limits);
+                    self.leave_intset(1, longest, limits);
                 }
             }
         }
@@ -265,7 +265,7 @@ impl SetObj {
                 lp.append_encoded(&enc, 1);
                 return true;
             }
-            self.to_table();
+            self.convert_to_table();
         }
         match self {
             SetObj::Table(t) => t.insert(m, m.to_vec().into_boxed_slice()),
