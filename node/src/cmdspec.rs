@@ -445,7 +445,7 @@ fn keys_from_specs(cmd: &CommandSpec, args: &[Bytes]) -> Option<Vec<KeyRef>> {
                 }
                 let numkeys = parse_ll(&args[idx as usize]).filter(|&n| n >= 0)?;
                 let first = first + i64::from(firstkey);
-                (first, first + numkeys - 1, i64::from(keystep))
+                (first, first.saturating_add(numkeys) - 1, i64::from(keystep))
             }
             FindKeys::Unknown => return None,
         };

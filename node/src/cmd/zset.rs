@@ -286,11 +286,12 @@ fn range_long(b: &[u8], min: i64, max: i64, msg: &str) -> Result<i64, CmdError> 
 }
 
 fn positive_long(b: &[u8]) -> Result<i64, CmdError> {
-    let v = int_arg(b)?;
-    if v < 0 {
-        return err("ERR value is out of range, must be positive");
-    }
-    Ok(v)
+    range_long(
+        b,
+        0,
+        i64::MAX,
+        "ERR value is out of range, must be positive",
+    )
 }
 
 /// SCAN cursor, parsed like strtoul (sign allowed, "" is 0, wraps).
@@ -860,7 +861,7 @@ fn select_range<'z>(
                 if !ok {
                     return false;
                 }
-                left -= 1;
+                left = left.wrapping_sub(1);
                 out.push((m, s));
                 true
             });
@@ -884,7 +885,7 @@ fn select_range<'z>(
                 if !ok {
                     return false;
                 }
-                left -= 1;
+                left = left.wrapping_sub(1);
                 out.push((m, s));
                 true
             });
@@ -978,18 +979,35 @@ fn zrange_generic(
             reply_pairs(&mut ctx.out, items.into_iter(), withscores);
         }
         Some(dst) => {
-            let mut owned: Vec<(Vec<u8>, f64)> = match zread(view, key)? {
-                None => Vec::new(),
-                Some(z) => select_range(z, &parsed, rev, offset, limit)
-                    .into_iter()
-                    .map(|(m, s)| (m.to_vec(), s))
-                    .collect(),
+            // Like redis: the destination starts compact unless the rank
+            // range is known to be too long, and elements are added in the
+            // order the range emits them (which decides where a negative
+            // zero keeps its sign).
+            let (items, hint) = match zread(view, key)? {
+                None => (Vec::new(), None),
+                Some(z) => {
+                    let v: Vec<(Vec<u8>, f64)> = select_range(z, &parsed, rev, offset, limit)
+                        .into_iter()
+                        .map(|(m, s)| (m.to_vec(), s))
+                        .collect();
+                    let hint = matches!(parsed, Parsed::Rank(..)).then_some(v.len());
+                    (v, hint)
+                }
             };
-            if rev {
-                owned.reverse();
+            if items.is_empty() {
+                view.delete(dst);
+                ctx.out.int(0);
+                return Ok(());
             }
-            let n = store_result(view, dst, owned, &limits, true);
-            ctx.out.int(n as i64);
+            let mut z = match hint {
+                Some(n) if n > limits.zset_max_listpack_entries => ZSetObj::new_skiplist(),
+                _ => ZSetObj::default(),
+            };
+            for (m, s) in &items {
+                z.insert_new(m, *s, &limits);
+            }
+            view.set(dst, Value::Obj(Object::ZSet(z)), false);
+            ctx.out.int(items.len() as i64);
         }
     }
     Ok(())
@@ -1250,7 +1268,7 @@ fn parse_mpop(args: &[Bytes], numkeys_idx: usize) -> Result<(Vec<Bytes>, bool, u
         count = 1;
     }
     let keys = args[numkeys_idx + 1..where_idx].to_vec();
-    Ok((keys, max, count.min(usize::MAX as i64) as usize))
+    Ok((keys, max, usize::try_from(count).unwrap_or(usize::MAX)))
 }
 
 fn zmpop(ctx: &mut Ctx) -> CmdResult {

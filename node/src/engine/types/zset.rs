@@ -944,6 +944,11 @@ impl ZSetObj {
         }
     }
 
+    /// An empty set in the full encoding.
+    pub fn new_skiplist() -> ZSetObj {
+        ZSetObj::Skiplist(Box::new(SkipSet::new()))
+    }
+
     /// Converts to the skiplist encoding.
     pub fn convert_to_skiplist(&mut self) {
         if let ZSetObj::Listpack(lp) = self {
