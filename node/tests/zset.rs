@@ -476,7 +476,10 @@ fn decode(raw: &[u8]) -> Reply {
 
 /// Runs a full ZSCAN iteration, returning the sorted (member, score) pairs
 /// (or the error text).
-fn full_scan(c: &mut Conn, args: &[String]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+/// (member, score text) pairs.
+type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+fn full_scan(c: &mut Conn, args: &[String]) -> Result<Pairs, String> {
     let mut cursor = args[2].clone();
     let mut seen = std::collections::BTreeMap::new();
     for _ in 0..100_000 {
