@@ -1035,3 +1035,44 @@ fn memory_usage_and_type() {
     assert_eq!(c.cmd(&["TYPE", "k"]).text(), "zset");
     assert!(c.cmd(&["MEMORY", "USAGE", "k"]).int() > 0);
 }
+
+/// Plain sets as inputs of ZUNION/ZINTER/ZDIFF count with score 1. Skipped
+/// while the node has no set commands (they live in another module).
+#[test]
+fn sets_as_inputs() {
+    let node = Server::start(&["--shards", "2"]);
+    let mut a = node.conn();
+    if a.cmd(&["SADD", "probe", "x"]).is_error() {
+        return;
+    }
+    let redis = Server::start_redis();
+    let mut b = redis.conn();
+    let script = [
+        "SADD s1 a b c",
+        "SADD si 1 2 3",
+        "ZADD z 1 a 5 b 2 3",
+        "ZUNION 2 z s1 WITHSCORES",
+        "ZINTER 2 z s1 WEIGHTS 2 3 WITHSCORES",
+        "ZINTER 2 s1 z AGGREGATE MAX WITHSCORES",
+        "ZDIFF 2 s1 z WITHSCORES",
+        "ZDIFF 1 si WITHSCORES",
+        "ZUNIONSTORE d 2 si z",
+        "ZRANGE d 0 -1 WITHSCORES",
+        "OBJECT ENCODING d",
+        "ZINTERCARD 2 s1 z",
+        "ZINTERSTORE d2 2 si s1",
+        "EXISTS d2",
+        "ZDIFFSTORE d3 2 si z",
+        "ZRANGE d3 0 -1 WITHSCORES",
+    ];
+    for line in script {
+        let args: Vec<String> = line.split(' ').map(String::from).collect();
+        let x = call(&mut a, &args);
+        let y = call(&mut b, &args);
+        assert_eq!(
+            String::from_utf8_lossy(&x),
+            String::from_utf8_lossy(&y),
+            "{line}"
+        );
+    }
+}

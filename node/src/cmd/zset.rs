@@ -1352,8 +1352,7 @@ struct Source {
 
 impl Source {
     fn from_set(key: Bytes, s: &SetObj) -> Source {
-        let mut entries = Vec::with_capacity(s.len());
-        s.for_each_member(|m| entries.push((m.to_vec(), 1.0)));
+        let entries = s.members().into_iter().map(|m| (m, 1.0)).collect();
         Source {
             key,
             entries,
