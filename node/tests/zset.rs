@@ -1076,3 +1076,46 @@ fn sets_as_inputs() {
         );
     }
 }
+
+/// Effects reach the write stream in their deterministic form: blocking and
+/// multi-key pops as ZPOPMIN/ZPOPMAX, no-ops and reads not at all. Checked
+/// through the stream offset (INFO replication master_repl_offset).
+#[test]
+fn propagation_forms() {
+    let node = Server::start(&["--shards", "2"]);
+    let mut c = node.conn();
+    let offset = |c: &mut Conn| common::info_int(c, "replication", "master_repl_offset");
+    c.cmd(&["ZADD", "k", "1", "a", "2", "b", "3", "c"]);
+    let expect = |c: &mut Conn, cmd: &[&str], propagated: &[&[u8]]| {
+        let before = offset(c);
+        c.cmd(cmd);
+        let delta = offset(c) - before;
+        let want = if propagated.is_empty() {
+            0
+        } else {
+            common::encode(propagated).len() as i64
+        };
+        assert_eq!(delta, want, "{cmd:?}");
+    };
+    expect(
+        &mut c,
+        &["BZPOPMIN", "nokey", "k", "0"],
+        &[b"ZPOPMIN", b"k"],
+    );
+    expect(&mut c, &["ZADD", "k", "XX", "5", "nope"], &[]);
+    expect(&mut c, &["ZADD", "k", "2", "b"], &[]);
+    expect(&mut c, &["ZRANDMEMBER", "k", "-5"], &[]);
+    expect(
+        &mut c,
+        &["ZMPOP", "2", "nokey", "k", "MAX", "COUNT", "5"],
+        &[b"ZPOPMAX", b"k", b"2"],
+    );
+    c.cmd(&["ZADD", "k", "1", "a", "2", "b"]);
+    expect(
+        &mut c,
+        &["BZMPOP", "0", "1", "k", "MIN"],
+        &[b"ZPOPMIN", b"k", b"1"],
+    );
+    expect(&mut c, &["ZPOPMAX", "k", "3"], &[b"ZPOPMAX", b"k", b"3"]);
+    expect(&mut c, &["ZPOPMAX", "k", "3"], &[]);
+}
