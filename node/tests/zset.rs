@@ -1035,3 +1035,87 @@ fn memory_usage_and_type() {
     assert_eq!(c.cmd(&["TYPE", "k"]).text(), "zset");
     assert!(c.cmd(&["MEMORY", "USAGE", "k"]).int() > 0);
 }
+
+/// Plain sets as inputs of ZUNION/ZINTER/ZDIFF count with score 1. Skipped
+/// while the node has no set commands (they live in another module).
+#[test]
+fn sets_as_inputs() {
+    let node = Server::start(&["--shards", "2"]);
+    let mut a = node.conn();
+    if a.cmd(&["SADD", "probe", "x"]).is_error() {
+        return;
+    }
+    let redis = Server::start_redis();
+    let mut b = redis.conn();
+    let script = [
+        "SADD s1 a b c",
+        "SADD si 1 2 3",
+        "ZADD z 1 a 5 b 2 3",
+        "ZUNION 2 z s1 WITHSCORES",
+        "ZINTER 2 z s1 WEIGHTS 2 3 WITHSCORES",
+        "ZINTER 2 s1 z AGGREGATE MAX WITHSCORES",
+        "ZDIFF 2 s1 z WITHSCORES",
+        "ZDIFF 1 si WITHSCORES",
+        "ZUNIONSTORE d 2 si z",
+        "ZRANGE d 0 -1 WITHSCORES",
+        "OBJECT ENCODING d",
+        "ZINTERCARD 2 s1 z",
+        "ZINTERSTORE d2 2 si s1",
+        "EXISTS d2",
+        "ZDIFFSTORE d3 2 si z",
+        "ZRANGE d3 0 -1 WITHSCORES",
+    ];
+    for line in script {
+        let args: Vec<String> = line.split(' ').map(String::from).collect();
+        let x = call(&mut a, &args);
+        let y = call(&mut b, &args);
+        assert_eq!(
+            String::from_utf8_lossy(&x),
+            String::from_utf8_lossy(&y),
+            "{line}"
+        );
+    }
+}
+
+/// Effects reach the write stream in their deterministic form: blocking and
+/// multi-key pops as ZPOPMIN/ZPOPMAX, no-ops and reads not at all. Checked
+/// through the stream offset (INFO replication master_repl_offset).
+#[test]
+fn propagation_forms() {
+    let node = Server::start(&["--shards", "2"]);
+    let mut c = node.conn();
+    let offset = |c: &mut Conn| common::info_int(c, "replication", "master_repl_offset");
+    c.cmd(&["ZADD", "k", "1", "a", "2", "b", "3", "c"]);
+    let expect = |c: &mut Conn, cmd: &[&str], propagated: &[&[u8]]| {
+        let before = offset(c);
+        c.cmd(cmd);
+        let delta = offset(c) - before;
+        let want = if propagated.is_empty() {
+            0
+        } else {
+            common::encode(propagated).len() as i64
+        };
+        assert_eq!(delta, want, "{cmd:?}");
+    };
+    expect(
+        &mut c,
+        &["BZPOPMIN", "nokey", "k", "0"],
+        &[b"ZPOPMIN", b"k"],
+    );
+    expect(&mut c, &["ZADD", "k", "XX", "5", "nope"], &[]);
+    expect(&mut c, &["ZADD", "k", "2", "b"], &[]);
+    expect(&mut c, &["ZRANDMEMBER", "k", "-5"], &[]);
+    expect(
+        &mut c,
+        &["ZMPOP", "2", "nokey", "k", "MAX", "COUNT", "5"],
+        &[b"ZPOPMAX", b"k", b"2"],
+    );
+    c.cmd(&["ZADD", "k", "1", "a", "2", "b"]);
+    expect(
+        &mut c,
+        &["BZMPOP", "0", "1", "k", "MIN"],
+        &[b"ZPOPMIN", b"k", b"1"],
+    );
+    expect(&mut c, &["ZPOPMAX", "k", "3"], &[b"ZPOPMAX", b"k", b"3"]);
+    expect(&mut c, &["ZPOPMAX", "k", "3"], &[]);
+}

@@ -1352,8 +1352,7 @@ struct Source {
 
 impl Source {
     fn from_set(key: Bytes, s: &SetObj) -> Source {
-        let mut entries = Vec::with_capacity(s.len());
-        s.for_each_member(|m| entries.push((m.to_vec(), 1.0)));
+        let entries = s.members().into_iter().map(|m| (m, 1.0)).collect();
         Source {
             key,
             entries,
@@ -1608,8 +1607,7 @@ fn zrandmember(ctx: &mut Ctx) -> CmdResult {
             ctx.out.array(0);
             return Ok(());
         };
-        let entries = z.entries();
-        let size = entries.len();
+        let size = z.len();
         let out = &mut ctx.out;
         let uniq = l >= 0;
         let count = l.unsigned_abs();
@@ -1618,13 +1616,13 @@ fn zrandmember(ctx: &mut Ctx) -> CmdResult {
             return Ok(());
         }
         let mut rng = rand::thread_rng();
-        let emit = |out: &mut ReplyWriter<'_>, e: &(Vec<u8>, f64)| {
+        let emit = |out: &mut ReplyWriter<'_>, m: &[u8], s: f64| {
             if withscores && out.resp3() {
                 out.array(2);
             }
-            out.bulk(&e.0);
+            out.bulk(m);
             if withscores {
-                out.double(e.1);
+                out.double(s);
             }
         };
         if !uniq || count == 1 {
@@ -1636,11 +1634,14 @@ fn zrandmember(ctx: &mut Ctx) -> CmdResult {
                 count
             });
             for _ in 0..count {
-                let e = &entries[rng.gen_range(0..size)];
-                emit(out, e);
+                z.walk(rng.gen_range(0..size), false, |m, s| {
+                    emit(out, m, s);
+                    false
+                });
             }
             return Ok(());
         }
+        let entries = z.entries();
         let count = count.min(size as u64) as usize;
         out.array(if withscores && !out.resp3() {
             count * 2
@@ -1649,7 +1650,7 @@ fn zrandmember(ctx: &mut Ctx) -> CmdResult {
         });
         if count >= size {
             for e in &entries {
-                emit(out, e);
+                emit(out, &e.0, e.1);
             }
             return Ok(());
         }
@@ -1660,7 +1661,7 @@ fn zrandmember(ctx: &mut Ctx) -> CmdResult {
             idx.swap(i, j);
         }
         for &i in &idx[..count] {
-            emit(out, &entries[i]);
+            emit(out, &entries[i].0, entries[i].1);
         }
         return Ok(());
     }

@@ -372,7 +372,9 @@ impl SetObj {
         }
         s
     }
-    /// Calls `f` on every member (sorted-set operations take sets as
-    /// inputs with score 1).
-    pub fn for_each_member(&self, _f: impl FnMut(&[u8])) {}
+    /// Every member as bytes (sorted-set operations take sets as inputs
+    /// with score 1).
+    pub fn members(&self) -> Vec<Vec<u8>> {
+        Vec::new()
+    }
 }
