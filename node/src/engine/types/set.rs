@@ -372,9 +372,4 @@ impl SetObj {
         }
         s
     }
-    /// Every member as bytes (sorted-set operations take sets as inputs
-    /// with score 1).
-    pub fn members(&self) -> Vec<Vec<u8>> {
-        Vec::new()
-    }
 }
