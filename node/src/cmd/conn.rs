@@ -249,10 +249,7 @@ pub fn client_line(c: &ClientHandle, now_ms: i64, current_cmd: Option<&str>) -> 
 }
 
 fn help(ctx: &mut Ctx, lines: &[&str]) {
-    ctx.out.array(lines.len());
-    for l in lines {
-        ctx.out.simple(l);
-    }
+    super::reply_lines(&mut ctx.out, lines);
 }
 
 fn client(ctx: &mut Ctx) -> CmdResult {

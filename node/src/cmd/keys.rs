@@ -384,10 +384,7 @@ fn object(ctx: &mut Ctx) -> CmdResult {
             "HELP",
             "    Prints this help.",
         ];
-        ctx.out.array(lines.len());
-        for l in lines {
-            ctx.out.simple(l);
-        }
+        super::reply_lines(&mut ctx.out, &lines);
         return Ok(());
     }
     let key = ctx.args[2].clone();
@@ -489,10 +486,7 @@ fn memory(ctx: &mut Ctx) -> CmdResult {
                 "HELP",
                 "    Prints this help.",
             ];
-            ctx.out.array(lines.len());
-            for l in lines {
-                ctx.out.simple(l);
-            }
+            super::reply_lines(&mut ctx.out, &lines);
         }
         _ => {
             return Err(CmdError(format!(

@@ -722,6 +722,14 @@ pub fn parse_f64(b: &[u8]) -> Option<f64> {
     Some(v)
 }
 
+/// Writes a HELP reply: one status line per entry.
+pub fn reply_lines(out: &mut ReplyWriter, lines: &[&str]) {
+    out.array(lines.len());
+    for l in lines {
+        out.simple(l);
+    }
+}
+
 pub fn eq_ic(a: &[u8], b: &str) -> bool {
     a.eq_ignore_ascii_case(b.as_bytes())
 }

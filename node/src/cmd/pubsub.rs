@@ -197,10 +197,7 @@ fn pubsub(ctx: &mut Ctx) -> CmdResult {
                 "HELP",
                 "    Prints this help.",
             ];
-            ctx.out.array(lines.len());
-            for l in lines {
-                ctx.out.simple(l);
-            }
+            super::reply_lines(&mut ctx.out, &lines);
         }
         _ => {
             return Err(CmdError(format!(

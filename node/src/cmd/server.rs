@@ -328,10 +328,7 @@ fn config(ctx: &mut Ctx) -> CmdResult {
                 "HELP",
                 "    Prints this help.",
             ];
-            ctx.out.array(lines.len());
-            for l in lines {
-                ctx.out.simple(l);
-            }
+            super::reply_lines(&mut ctx.out, &lines);
         }
         _ => {
             return Err(CmdError(format!(
@@ -507,10 +504,7 @@ fn slowlog(ctx: &mut Ctx) -> CmdResult {
                 "HELP",
                 "    Prints this help.",
             ];
-            ctx.out.array(lines.len());
-            for l in lines {
-                ctx.out.simple(l);
-            }
+            super::reply_lines(&mut ctx.out, &lines);
         }
         _ => {
             return Err(CmdError(format!(
