@@ -345,6 +345,12 @@ impl Conn {
                     Ok(0) | Err(_) => { alive = false; break None }
                     Ok(n) => {
                         self.node.stats.total_net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                        let limit = self.node.hot.query_buffer_limit.load(Ordering::Relaxed) as usize;
+                        if self.inbuf.len() > limit {
+                            tracing::warn!(addr = %client.addr, "closing blocked client that reached max query buffer length");
+                            alive = false;
+                            break None;
+                        }
                     }
                 },
             }

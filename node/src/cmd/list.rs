@@ -139,6 +139,7 @@ fn push_generic(ctx: &mut Ctx, head: bool, only_existing: bool) -> CmdResult {
         for v in &args[2..] {
             l.push(v, head, fill);
         }
+        l.shrink_small();
         l.len()
     })?;
     match len {
@@ -152,6 +153,7 @@ fn push_generic(ctx: &mut Ctx, head: bool, only_existing: bool) -> CmdResult {
             for v in &args[2..] {
                 l.push(v, head, fill);
             }
+            l.shrink_small();
             let n = l.len();
             view.set(key, Value::Obj(Object::List(l)), false);
             out.int(n as i64);
@@ -286,7 +288,7 @@ fn lrange(ctx: &mut Ctx) -> CmdResult {
     // Reserve the whole reply once: packed size scaled to the range plus
     // the per-element framing.
     let avg = l.packed_bytes() / l.len().max(1);
-    out.buf.reserve(n * (avg + 16));
+    out.buf.reserve(n.saturating_mul(avg + 16).min(16 << 20));
     for e in l.iter_from(first).take(n) {
         e.write_bulk(out.buf);
     }

@@ -422,7 +422,9 @@ impl Node {
             self.buf.drain(..self.start);
             self.start = 0;
         }
-        self.buf.shrink_to_fit();
+        if self.buf.capacity() > self.buf.len() + self.buf.len() / 16 {
+            self.buf.shrink_to_fit();
+        }
     }
 }
 
@@ -482,10 +484,18 @@ impl ListObj {
     /// Adds an element at the head (`head`) or the tail.
     pub fn push(&mut self, v: &[u8], head: bool, fill: i64) {
         let e = Enc::new(v);
+        if self.nodes.capacity() == 0 {
+            // Most lists have one node: do not let the deque round up.
+            self.nodes.reserve_exact(1);
+        }
         if head {
             match self.nodes.front_mut() {
                 Some(n) if n.allows(e.total, fill) => n.push_front(&e),
-                _ => {
+                full => {
+                    // The old head node is complete: give back its spare room.
+                    if let Some(n) = full {
+                        n.compact();
+                    }
                     let mut n = Node {
                         buf: Vec::with_capacity(e.total),
                         ..Node::default()
@@ -497,7 +507,10 @@ impl ListObj {
         } else {
             match self.nodes.back_mut() {
                 Some(n) if n.allows(e.total, fill) => n.push_back(&e),
-                _ => {
+                full => {
+                    if let Some(n) = full {
+                        n.compact();
+                    }
                     let mut n = Node {
                         buf: Vec::with_capacity(e.total),
                         ..Node::default()
@@ -508,6 +521,19 @@ impl ListObj {
             }
         }
         self.len += 1;
+    }
+
+    /// Called after a command added elements: a small single-node list
+    /// gives back its spare room (small lists are the common case, and
+    /// reallocating a few hundred bytes is cheap).
+    pub fn shrink_small(&mut self) {
+        if self.nodes.len() == 1 {
+            let n = &mut self.nodes[0];
+            if n.buf.len() <= 1024 && (n.start > 0 || n.buf.capacity() > n.buf.len() + 8) {
+                n.compact();
+                n.buf.shrink_to_fit();
+            }
+        }
     }
 
     /// Removes and returns the head (`head`) or tail element.
