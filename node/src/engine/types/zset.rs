@@ -401,6 +401,17 @@ const MAX_LEVEL: usize = 32;
 struct Level {
     forward: u32,
     span: u32,
+    /// Score of the `forward` node, cached here so that a descent compares
+    /// without touching nodes it does not move to.
+    fscore: f64,
+}
+
+impl Level {
+    /// Whether the forward node sorts before (score, member).
+    #[inline]
+    fn forward_before(&self, s: &SkipSet, score: f64, member: &[u8]) -> bool {
+        self.fscore < score || (self.fscore == score && &*s.node(self.forward).member < member)
+    }
 }
 
 #[derive(Clone)]
@@ -441,6 +452,7 @@ impl SkipSet {
                 Level {
                     forward: NIL,
                     span: 0,
+                    fscore: 0.0,
                 },
                 MAX_LEVEL,
             )
@@ -605,11 +617,7 @@ impl SkipSet {
             rank[i] = if i == self.level - 1 { 0 } else { rank[i + 1] };
             loop {
                 let l = self.lvl(cur, i);
-                if l.forward == NIL {
-                    break;
-                }
-                let f = self.node(l.forward);
-                if less(f.score, &f.member, score, &self.node(x).member) {
+                if l.forward != NIL && l.forward_before(self, score, &self.node(x).member) {
                     rank[i] += l.span;
                     cur = l.forward;
                 } else {
@@ -632,10 +640,12 @@ impl SkipSet {
             *self.lvl_mut(x, i) = Level {
                 forward: u.forward,
                 span: u.span - (rank[0] - rank[i]),
+                fscore: u.fscore,
             };
             *self.lvl_mut(update[i], i) = Level {
                 forward: x,
                 span: rank[0] - rank[i] + 1,
+                fscore: score,
             };
         }
         for (i, &u) in update.iter().enumerate().take(self.level).skip(lvl) {
@@ -658,13 +668,10 @@ impl SkipSet {
         let mut cur = HEAD;
         for i in (0..self.level).rev() {
             loop {
-                let f = self.lvl(cur, i).forward;
-                if f == NIL || f == x {
-                    break;
-                }
-                let fnode = self.node(f);
-                if less(fnode.score, &fnode.member, n.score, &n.member) {
-                    cur = f;
+                let l = self.lvl(cur, i);
+                if l.forward != NIL && l.forward != x && l.forward_before(self, n.score, &n.member)
+                {
+                    cur = l.forward;
                 } else {
                     break;
                 }
@@ -681,6 +688,7 @@ impl SkipSet {
                 let ul = self.lvl_mut(u, i);
                 ul.span = ul.span + xl.span - 1;
                 ul.forward = xl.forward;
+                ul.fscore = xl.fscore;
             } else {
                 let ul = self.lvl_mut(u, i);
                 ul.span = ul.span.saturating_sub(1);
@@ -726,6 +734,7 @@ impl SkipSet {
     }
 
     fn update_score(&mut self, x: u32, score: f64) {
+        let update = self.predecessors(x);
         let back = self.node(x).backward;
         let fwd = self.lvl(x, 0).forward;
         let m = &self.node(x).member;
@@ -739,9 +748,11 @@ impl SkipSet {
         };
         if back_ok && fwd_ok {
             self.nodes[x as usize].score = score;
+            for (i, &u) in update.iter().enumerate().take(self.node(x).levels.len()) {
+                self.lvl_mut(u, i).fscore = score;
+            }
             return;
         }
-        let update = self.predecessors(x);
         self.unlink(x, &update);
         self.nodes[x as usize].score = score;
         self.link(x);
@@ -758,8 +769,7 @@ impl SkipSet {
                 if l.forward == NIL {
                     break;
                 }
-                let f = self.node(l.forward);
-                if l.forward == x || less(f.score, &f.member, n.score, &n.member) {
+                if l.forward == x || l.forward_before(self, n.score, &n.member) {
                     rank += l.span as usize;
                     cur = l.forward;
                     if cur == x {
@@ -792,6 +802,25 @@ impl SkipSet {
             }
         }
         NIL
+    }
+
+    /// Number of leading elements whose score satisfies `before` (a
+    /// monotone predicate), using the cached forward scores.
+    fn count_before_score(&self, before: impl Fn(f64) -> bool) -> usize {
+        let mut rank = 0usize;
+        let mut cur = HEAD;
+        for i in (0..self.level).rev() {
+            loop {
+                let l = self.lvl(cur, i);
+                if l.forward != NIL && before(l.fscore) {
+                    rank += l.span as usize;
+                    cur = l.forward;
+                } else {
+                    break;
+                }
+            }
+        }
+        rank
     }
 
     /// Number of leading elements for which `before` holds, found by
@@ -1094,7 +1123,7 @@ impl ZSetObj {
                 (i, s)
             }
             ZSetObj::Skiplist(s) => {
-                let rank = s.count_before(|n| !r.gte_min(n.score));
+                let rank = s.count_before_score(|v| !r.gte_min(v));
                 let x = s.by_rank(rank + 1);
                 if x == NIL {
                     return None;
@@ -1126,7 +1155,7 @@ impl ZSetObj {
                 (i, e.score)
             }
             ZSetObj::Skiplist(s) => {
-                let n = s.count_before(|n| r.lte_max(n.score));
+                let n = s.count_before_score(|v| r.lte_max(v));
                 if n == 0 {
                     return None;
                 }
@@ -1213,7 +1242,7 @@ impl ZSetObj {
     pub fn remove_score_range(&mut self, r: &ScoreRange) -> usize {
         let start = match self {
             ZSetObj::Listpack(_) => self.first_in_score(r),
-            ZSetObj::Skiplist(s) => Some(s.count_before(|n| !r.gte_min(n.score))),
+            ZSetObj::Skiplist(s) => Some(s.count_before_score(|v| !r.gte_min(v))),
         };
         let Some(start) = start else { return 0 };
         let mut n = 0;
