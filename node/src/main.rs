@@ -112,6 +112,22 @@ async fn run(node: Arc<Node>, pidfile: &str) -> ExitCode {
         node.port
             .store(u32::from(a.port()), std::sync::atomic::Ordering::Relaxed);
     }
+    if node.config.read().cluster_enabled {
+        let port = node.port.load(std::sync::atomic::Ordering::Relaxed) as u16;
+        let opened = shardline_node::cluster::Cluster::open(&node.config.read(), port);
+        let cluster = match opened {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if let Err(e) = cluster.start(&node).await {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+        let _ = node.cluster.set(cluster);
+    }
     if !pidfile.is_empty() {
         if let Err(e) = std::fs::write(pidfile, format!("{}\n", std::process::id())) {
             tracing::warn!("could not write pidfile {pidfile}: {e}");

@@ -133,6 +133,8 @@ pub struct Node {
     pub port: AtomicU32,
     /// Hot configuration values cached for the data path.
     pub hot: HotConfig,
+    /// Cluster mode, when `cluster-enabled yes`.
+    pub cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 /// Configuration values read on every request, kept in atomics so the data
@@ -248,6 +250,7 @@ impl Node {
             shutting_down: AtomicBool::new(false),
             port: AtomicU32::new(0),
             hot,
+            cluster: std::sync::OnceLock::new(),
         })
     }
 

@@ -2,6 +2,7 @@
 //! shard locking, execution, propagation to the write stream, statistics,
 //! slowlog and MONITOR.
 
+pub mod cluster;
 pub mod conn;
 pub mod hash;
 pub mod keys;
@@ -106,6 +107,10 @@ pub struct Client {
     /// Set while EXEC runs the queued commands (blocking commands then
     /// behave as if their timeout expired).
     pub in_exec: bool,
+    /// ASKING was sent: the next command may touch an importing slot.
+    pub asking: bool,
+    /// READONLY: reads may be served by a replica.
+    pub readonly: bool,
 }
 
 impl Client {
@@ -130,6 +135,8 @@ impl Client {
             serving_blocked: false,
             serving_key: None,
             in_exec: false,
+            asking: false,
+            readonly: false,
         }
     }
 
@@ -220,6 +227,7 @@ fn table() -> &'static HashMap<&'static str, Entry> {
         list::register(&mut m);
         set::register(&mut m);
         zset::register(&mut m);
+        cluster::register(&mut m);
         m
     })
 }
@@ -333,6 +341,97 @@ fn shards_for(node: &Node, spec: &CommandSpec, args: &[Bytes]) -> SmallVec<[usiz
     ids
 }
 
+/// Cluster routing, as redis's getNodeByQuery: the error to reply instead
+/// of running the command, or None to run it here. Commands without keys
+/// run locally; EXEC is judged over its whole queue.
+fn route(
+    c: &crate::cluster::Cluster,
+    client: &Client,
+    spec: &CommandSpec,
+    args: &[Bytes],
+) -> Option<String> {
+    use crate::cluster::slotmap::Route;
+    let is_exec = spec.name == "exec";
+    if !is_exec && spec.first_key == 0 && spec.flags & flag::MOVABLEKEYS == 0 {
+        return None;
+    }
+    let mut slot: Option<usize> = None;
+    let mut is_write = false;
+    let map = c.map();
+    if is_exec {
+        for q in client.multi.iter().flatten() {
+            let Ok((_, qs)) = resolve(q) else { continue };
+            if let Err(e) = route_keys(qs, q, &mut slot, &mut is_write) {
+                return Some(e.to_string());
+            }
+            if let Some(s) = slot {
+                if map.route(s) == Route::Unbound {
+                    return Some("CLUSTERDOWN Hash slot not served".to_string());
+                }
+            }
+        }
+    } else {
+        // The first key's slot must be served before other keys are
+        // compared with it.
+        let idx = cmdspec::key_indices(spec, args).unwrap_or_default();
+        if let Some(first) = idx.first().and_then(|i| args.get(*i)) {
+            if map.route(key_slot(first)) == Route::Unbound {
+                return Some("CLUSTERDOWN Hash slot not served".to_string());
+            }
+        }
+        if let Err(e) = route_keys(spec, args, &mut slot, &mut is_write) {
+            return Some(e.to_string());
+        }
+    }
+    let slot = slot?;
+    if !map.ok {
+        let (reads_ok, shard_ok) = c.when_down();
+        let pubsub_shard = matches!(spec.name, "spublish" | "ssubscribe" | "sunsubscribe");
+        if pubsub_shard {
+            if !shard_ok {
+                return Some("CLUSTERDOWN The cluster is down".to_string());
+            }
+        } else if !reads_ok {
+            return Some("CLUSTERDOWN The cluster is down".to_string());
+        } else if is_write {
+            return Some(
+                "CLUSTERDOWN The cluster is down and only accepts read commands".to_string(),
+            );
+        }
+    }
+    match map.route(slot) {
+        Route::Local => None,
+        Route::Unbound => Some("CLUSTERDOWN Hash slot not served".to_string()),
+        Route::Moved(ep) => Some(format!("MOVED {slot} {ep}")),
+    }
+}
+
+/// Folds a command's keys into the slot of the request: an error when two
+/// keys hash to different slots.
+fn route_keys(
+    spec: &CommandSpec,
+    args: &[Bytes],
+    slot: &mut Option<usize>,
+    is_write: &mut bool,
+) -> Result<(), &'static str> {
+    let idx = cmdspec::key_indices(spec, args).unwrap_or_default();
+    if !idx.is_empty() && spec.flags & flag::WRITE != 0 {
+        *is_write = true;
+    }
+    for i in idx {
+        let Some(k) = args.get(i) else { continue };
+        let s = key_slot(k);
+        match *slot {
+            None => *slot = Some(s),
+            Some(first) if first != s => {
+                return Err("CROSSSLOT Keys in request don't hash to the same slot")
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
 /// Builds a view over the given shards for a client.
 pub fn make_view<'a>(
     node: &'a Node,
@@ -417,6 +516,25 @@ pub fn dispatch(
         w.error(&unknown_command(args).0);
         return Flow::Continue;
     };
+    if let Some(c) = node.cluster.get() {
+        if let Some(e) = route(c, client, spec, args) {
+            node.stats
+                .total_error_replies
+                .fetch_add(1, Ordering::Relaxed);
+            if name == "exec" {
+                multi::discard_state(node, client);
+                multi::unwatch_all(node, client);
+            } else if client.multi.is_some() {
+                client.multi_error = true;
+            }
+            w.error(&e);
+            client.asking = false;
+            return Flow::Continue;
+        }
+        if name != "asking" {
+            client.asking = false;
+        }
+    }
     if client.multi.is_some() && !runs_in_multi(name) {
         if spec.flags & flag::NO_MULTI != 0 {
             reject(

@@ -136,6 +136,9 @@ fn sunsubscribe(ctx: &mut Ctx) -> CmdResult {
 
 fn publish(ctx: &mut Ctx) -> CmdResult {
     let n = ctx.node.pubsub.publish(&ctx.args[1], &ctx.args[2]);
+    if let Some(c) = ctx.node.cluster.get() {
+        c.publish(&ctx.args[1], &ctx.args[2], false);
+    }
     ctx.node
         .stats
         .pubsub_messages
@@ -146,6 +149,9 @@ fn publish(ctx: &mut Ctx) -> CmdResult {
 
 fn spublish(ctx: &mut Ctx) -> CmdResult {
     let n = ctx.node.pubsub.spublish(&ctx.args[1], &ctx.args[2]);
+    if let Some(c) = ctx.node.cluster.get() {
+        c.publish(&ctx.args[1], &ctx.args[2], true);
+    }
     ctx.out.int(n as i64);
     Ok(())
 }
