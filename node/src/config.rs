@@ -876,22 +876,22 @@ config_table! {
     /// Number of shard engines (0 = one per CPU core); see
     /// [`Config::effective_shards`].
     shards: i64 = "shards" [] Int { min: 0, max: 1024 }, "0", Immutable, Implemented;
-    cluster_enabled: bool = "cluster-enabled" [] Bool, "no", Immutable, Accepted;
-    cluster_config_file: String = "cluster-config-file" [] Str, "nodes.conf", Immutable, Accepted;
-    cluster_node_timeout: i64 = "cluster-node-timeout" [] Int { min: 0, max: LL_MAX }, "15000", Mutable, Accepted;
+    cluster_enabled: bool = "cluster-enabled" [] Bool, "no", Immutable, Implemented;
+    cluster_config_file: String = "cluster-config-file" [] Str, "nodes.conf", Immutable, Implemented;
+    cluster_node_timeout: i64 = "cluster-node-timeout" [] Int { min: 0, max: LL_MAX }, "15000", Mutable, Implemented;
     /// Cluster bus port (0 = port + 10000).
-    cluster_port: i64 = "cluster-port" [] Int { min: 0, max: 65535 }, "0", Immutable, Accepted;
-    cluster_announce_ip: String = "cluster-announce-ip" [] Str, "", Mutable, Accepted;
-    cluster_announce_port: i64 = "cluster-announce-port" [] Int { min: 0, max: 65535 }, "0", Mutable, Accepted;
-    cluster_announce_bus_port: i64 = "cluster-announce-bus-port" [] Int { min: 0, max: 65535 }, "0", Mutable, Accepted;
-    cluster_announce_hostname: String = "cluster-announce-hostname" [] Str, "", Mutable, Accepted;
-    cluster_preferred_endpoint_type: EndpointType = "cluster-preferred-endpoint-type" [] Kind::Enum(EndpointType::NAMES), "ip", Mutable, Accepted;
-    cluster_require_full_coverage: bool = "cluster-require-full-coverage" [] Bool, "yes", Mutable, Accepted;
-    cluster_allow_reads_when_down: bool = "cluster-allow-reads-when-down" [] Bool, "no", Mutable, Accepted;
-    cluster_allow_pubsubshard_when_down: bool = "cluster-allow-pubsubshard-when-down" [] Bool, "yes", Mutable, Accepted;
+    cluster_port: i64 = "cluster-port" [] Int { min: 0, max: 65535 }, "0", Immutable, Implemented;
+    cluster_announce_ip: String = "cluster-announce-ip" [] Str, "", Mutable, Implemented;
+    cluster_announce_port: i64 = "cluster-announce-port" [] Int { min: 0, max: 65535 }, "0", Mutable, Implemented;
+    cluster_announce_bus_port: i64 = "cluster-announce-bus-port" [] Int { min: 0, max: 65535 }, "0", Mutable, Implemented;
+    cluster_announce_hostname: String = "cluster-announce-hostname" [] Str, "", Mutable, Implemented;
+    cluster_preferred_endpoint_type: EndpointType = "cluster-preferred-endpoint-type" [] Kind::Enum(EndpointType::NAMES), "ip", Mutable, Implemented;
+    cluster_require_full_coverage: bool = "cluster-require-full-coverage" [] Bool, "yes", Mutable, Implemented;
+    cluster_allow_reads_when_down: bool = "cluster-allow-reads-when-down" [] Bool, "no", Mutable, Implemented;
+    cluster_allow_pubsubshard_when_down: bool = "cluster-allow-pubsubshard-when-down" [] Bool, "yes", Mutable, Implemented;
     cluster_replica_validity_factor: i64 = "cluster-replica-validity-factor" ["cluster-slave-validity-factor"] Int { min: 0, max: I32_MAX }, "10", Mutable, Accepted;
     cluster_migration_barrier: i64 = "cluster-migration-barrier" [] Int { min: 0, max: I32_MAX }, "1", Mutable, Accepted;
-    cluster_allow_replica_migration: bool = "cluster-allow-replica-migration" [] Bool, "yes", Mutable, Accepted;
+    cluster_allow_replica_migration: bool = "cluster-allow-replica-migration" [] Bool, "yes", Mutable, Implemented;
     cluster_replica_no_failover: bool = "cluster-replica-no-failover" ["cluster-slave-no-failover"] Bool, "no", Mutable, Accepted;
     cluster_link_sendbuf_limit: i64 = "cluster-link-sendbuf-limit" [] Memory { min: 0, max: LL_MAX }, "0", Mutable, Accepted;
 }

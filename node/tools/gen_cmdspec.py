@@ -11,6 +11,10 @@ from COMMAND INFO / COMMAND DOCS over RESP3. Command summaries are NOT taken
 from redis: they come from cmdspec_summaries.txt next to this script, which
 is written by hand; the generator fails if one is missing.
 
+CLUSTER MYSHARDID (a redis 7.2 subcommand the node also serves) is not in
+redis 7.0's table: after regenerating, re-add its entry by hand (see git
+history of cmdspec_data.rs).
+
 The output is deterministic: commands and subcommands are sorted by name
 (redis itself serves subcommands in per-process random dict order).
 """

@@ -57,6 +57,8 @@ pub struct Cluster {
     node: OnceLock<Weak<Node>>,
     /// The bus port we listen on.
     pub bus_port: u16,
+    /// The client port we listen on.
+    port: u16,
 }
 
 /// The machine settings derived from the configuration.
@@ -173,6 +175,7 @@ impl Cluster {
             pubsubshard_when_down: AtomicBool::new(c.cluster_allow_pubsubshard_when_down),
             node: OnceLock::new(),
             bus_port,
+            port,
         });
         // Persist at once so a crash after start keeps our name.
         cluster.drive(|_, _| ());
@@ -262,14 +265,8 @@ impl Cluster {
             .store(c.cluster_allow_reads_when_down, Ordering::Relaxed);
         self.pubsubshard_when_down
             .store(c.cluster_allow_pubsubshard_when_down, Ordering::Relaxed);
-        let bus_port = self.bus_port;
+        let s = settings_from(c, self.port, self.bus_port);
         self.drive(|m, now| {
-            let port = m.me().port;
-            let announce_port = if c.cluster_announce_port > 0 { 0 } else { port };
-            let mut s = settings_from(c, announce_port.max(1), bus_port);
-            if c.cluster_announce_port <= 0 {
-                s.port = m.settings.port;
-            }
             m.settings = s;
             m.refresh_myself();
             m.update_state(now);

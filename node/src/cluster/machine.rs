@@ -423,6 +423,8 @@ impl Machine {
         } else {
             me.flags &= !nflag::NOFAILOVER;
         }
+        self.save = true;
+        self.map_dirty = true;
     }
 
     /// Sets our own IP when we know it better than the peers (for example
@@ -550,8 +552,10 @@ impl Machine {
         let Some(p) = self.nodes.get_mut(&name) else {
             return false;
         };
+        // The MEET flag stays until the handshake completes, so a MEET lost
+        // with its connection is sent again on the next one (as Valkey
+        // does; redis 7.0 peers accept repeated MEETs).
         let meet = p.has(nflag::MEET);
-        p.flags &= !nflag::MEET;
         let old_ping = p.ping_sent;
         self.send_ping(link, if meet { msgtype::MEET } else { msgtype::PING }, now);
         // Keep the pending ping's age: reconnecting must not postpone
@@ -866,6 +870,9 @@ impl Machine {
             // Elections and manual failover arrive with replication.
             Body::Empty | Body::Module { .. } | Body::Unknown(_) => {}
         }
+        if self.map_dirty {
+            self.update_state(now);
+        }
     }
 
     fn receive_ping(
@@ -931,7 +938,7 @@ impl Machine {
                     }
                     self.rename_node(&dialled, hdr.sender);
                     if let Some(p) = self.nodes.get_mut(&hdr.sender) {
-                        p.flags &= !nflag::HANDSHAKE;
+                        p.flags &= !(nflag::HANDSHAKE | nflag::MEET);
                         p.flags |= hdr.flags & (nflag::MASTER | nflag::SLAVE);
                         if ty == msgtype::PONG {
                             p.pong_received = now;
@@ -1608,15 +1615,16 @@ impl Machine {
         }
         let mut ok = true;
         if self.settings.require_full_coverage {
-            for o in &self.owners {
-                match o.and_then(|n| self.nodes.get(&n)) {
-                    Some(p) if !p.has(nflag::FAIL) => {}
-                    _ => {
-                        ok = false;
-                        break;
-                    }
-                }
-            }
+            let failed: Vec<NodeName> = self
+                .nodes
+                .values()
+                .filter(|p| p.has(nflag::FAIL) && p.numslots > 0)
+                .map(|p| p.name)
+                .collect();
+            ok = self
+                .owners
+                .iter()
+                .all(|o| o.is_some_and(|n| !failed.contains(&n)));
         }
         let mut size = 0;
         let mut reachable = 0;

@@ -293,6 +293,10 @@ fn config(ctx: &mut Ctx) -> CmdResult {
             let mut cfg = ctx.node.config.write();
             cfg.set(&pairs).map_err(CmdError)?;
             ctx.node.hot.load(&cfg);
+            let cfg = parking_lot::RwLockWriteGuard::downgrade(cfg);
+            if let Some(c) = ctx.node.cluster.get() {
+                c.reconfigure(&cfg);
+            }
             drop(cfg);
             ctx.out.ok();
         }

@@ -1,0 +1,630 @@
+//! Deterministic tests of the cluster state machine: many nodes, a
+//! simulated network (delay, loss, duplication, partitions, stopped
+//! processes) and a simulated clock. No sockets, no sleeping: a run is a
+//! pure function of its seed.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
+
+use bytes::Bytes;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use shardline_node::cluster::machine::{Action, LinkId, Machine, Settings};
+use shardline_node::cluster::nodes_conf;
+use shardline_node::cluster::wire::{
+    self, msgtype, nflag, Body, Gossip, Header, Message, NodeName, SlotBitmap,
+};
+
+const T0: u64 = 1_800_000_000_000;
+
+enum Ev {
+    Tick(usize),
+    Deliver {
+        to: usize,
+        link: LinkId,
+        bytes: Bytes,
+    },
+    Up(usize, LinkId),
+    Down(usize, LinkId),
+}
+
+struct SimNode {
+    m: Machine,
+    ip: String,
+    cport: u16,
+    stopped: bool,
+}
+
+struct Sim {
+    nodes: Vec<SimNode>,
+    now: u64,
+    queue: BinaryHeap<Reverse<(u64, u64)>>,
+    events: HashMap<u64, Ev>,
+    seq: u64,
+    pairs: HashMap<(usize, LinkId), (usize, LinkId)>,
+    rng: StdRng,
+    loss: f64,
+    dup: f64,
+    delay: (u64, u64),
+    cut: HashSet<(usize, usize)>,
+    delivered: u64,
+    bytes_sent: u64,
+    published: Vec<(usize, Bytes)>,
+}
+
+impl Sim {
+    fn new(n: usize, node_timeout: u64, seed: u64) -> Sim {
+        let mut sim = Sim {
+            nodes: Vec::new(),
+            now: T0,
+            queue: BinaryHeap::new(),
+            events: HashMap::new(),
+            seq: 0,
+            pairs: HashMap::new(),
+            rng: StdRng::seed_from_u64(seed),
+            loss: 0.0,
+            dup: 0.0,
+            delay: (1, 5),
+            cut: HashSet::new(),
+            delivered: 0,
+            bytes_sent: 0,
+            published: Vec::new(),
+        };
+        for i in 0..n {
+            let ip = format!("10.0.{}.{}", i / 200, i % 200 + 1);
+            let settings = Settings {
+                node_timeout,
+                port: 6379,
+                cport: 16379,
+                announce_ip: String::new(),
+                ..Settings::default()
+            };
+            let mut m = Machine::new(settings, T0, seed.wrapping_mul(1000) + i as u64);
+            m.set_my_ip(&ip);
+            sim.nodes.push(SimNode {
+                m,
+                ip,
+                cport: 16379,
+                stopped: false,
+            });
+            // Stagger the crons like real processes started at different
+            // moments.
+            let first = T0 + 1 + (i as u64 * 37) % 100;
+            sim.at(first, Ev::Tick(i));
+        }
+        for i in 0..n {
+            sim.flush(i);
+        }
+        sim
+    }
+
+    fn at(&mut self, t: u64, ev: Ev) {
+        self.seq += 1;
+        self.events.insert(self.seq, ev);
+        self.queue.push(Reverse((t, self.seq)));
+    }
+
+    fn delay(&mut self) -> u64 {
+        self.rng.gen_range(self.delay.0..=self.delay.1)
+    }
+
+    fn blocked(&self, a: usize, b: usize) -> bool {
+        self.cut.contains(&(a, b)) || self.cut.contains(&(b, a))
+    }
+
+    fn find(&self, ip: &str, cport: u16) -> Option<usize> {
+        self.nodes
+            .iter()
+            .position(|n| n.ip == ip && n.cport == cport)
+    }
+
+    /// Carries out what node `i` asked for.
+    fn flush(&mut self, i: usize) {
+        let out = self.nodes[i].m.take_output();
+        for a in out.actions {
+            match a {
+                Action::Connect { link, ip, cport } => {
+                    let d = self.delay();
+                    match self.find(&ip, cport) {
+                        Some(j) if !self.blocked(i, j) && j != i => {
+                            let lj = self.nodes[j].m.new_link_id();
+                            let (ipi, ipj) = (self.nodes[i].ip.clone(), self.nodes[j].ip.clone());
+                            let now = self.now;
+                            self.nodes[j].m.accept(lj, &ipi, &ipj, now);
+                            self.pairs.insert((i, link), (j, lj));
+                            self.pairs.insert((j, lj), (i, link));
+                            self.at(self.now + d, Ev::Up(i, link));
+                        }
+                        _ => self.at(self.now + d + 50, Ev::Down(i, link)),
+                    }
+                }
+                Action::Send { link, bytes } => {
+                    self.bytes_sent += bytes.len() as u64;
+                    let Some(&(j, lj)) = self.pairs.get(&(i, link)) else {
+                        continue;
+                    };
+                    if self.blocked(i, j) {
+                        continue;
+                    }
+                    if self.rng.gen_bool(self.loss) {
+                        // TCP loses data only with the connection: reset
+                        // the link under both ends.
+                        self.pairs.remove(&(i, link));
+                        self.pairs.remove(&(j, lj));
+                        self.at(self.now + 1, Ev::Down(i, link));
+                        self.at(self.now + 1, Ev::Down(j, lj));
+                        continue;
+                    }
+                    let d = self.delay();
+                    self.at(
+                        self.now + d,
+                        Ev::Deliver {
+                            to: j,
+                            link: lj,
+                            bytes: bytes.clone(),
+                        },
+                    );
+                    if self.rng.gen_bool(self.dup) {
+                        let d = self.delay();
+                        self.at(
+                            self.now + d,
+                            Ev::Deliver {
+                                to: j,
+                                link: lj,
+                                bytes,
+                            },
+                        );
+                    }
+                }
+                Action::Close { link } => {
+                    if let Some((j, lj)) = self.pairs.remove(&(i, link)) {
+                        self.pairs.remove(&(j, lj));
+                        self.at(self.now + 1, Ev::Down(j, lj));
+                    }
+                }
+                Action::Resolve { .. } | Action::DropSlotKeys(_) => {}
+                Action::Deliver { channel, .. } => self.published.push((i, channel)),
+            }
+        }
+    }
+
+    fn step(&mut self) -> bool {
+        let Some(Reverse((t, seq))) = self.queue.pop() else {
+            return false;
+        };
+        let Some(ev) = self.events.remove(&seq) else {
+            return true;
+        };
+        self.now = self.now.max(t);
+        let now = self.now;
+        match ev {
+            Ev::Tick(i) => {
+                if !self.nodes[i].stopped {
+                    self.nodes[i].m.tick(now);
+                    self.flush(i);
+                }
+                self.at(now + 100, Ev::Tick(i));
+            }
+            Ev::Deliver { to, link, bytes } => {
+                if self.nodes[to].stopped {
+                    return true;
+                }
+                self.delivered += 1;
+                match wire::decode(&bytes) {
+                    Ok(msg) => self.nodes[to].m.receive(link, msg, now),
+                    Err(_) => self.nodes[to].m.bad_packet(link),
+                }
+                self.flush(to);
+            }
+            Ev::Up(i, link) => {
+                if !self.nodes[i].m.link_up(link, now) {
+                    // Unwanted: close the far end too.
+                    if let Some((j, lj)) = self.pairs.remove(&(i, link)) {
+                        self.pairs.remove(&(j, lj));
+                        self.at(now + 1, Ev::Down(j, lj));
+                    }
+                }
+                self.flush(i);
+            }
+            Ev::Down(i, link) => {
+                self.nodes[i].m.link_down(link, now);
+                self.flush(i);
+            }
+        }
+        true
+    }
+
+    /// Runs for `ms` of simulated time.
+    fn run(&mut self, ms: u64) {
+        let end = self.now + ms;
+        while let Some(Reverse((t, _))) = self.queue.peek() {
+            if *t > end {
+                break;
+            }
+            self.step();
+        }
+        self.now = end;
+    }
+
+    /// Runs until `pred` holds (checked every 100 ms); the elapsed time.
+    fn run_until(&mut self, max_ms: u64, mut pred: impl FnMut(&Sim) -> bool) -> Option<u64> {
+        let start = self.now;
+        while self.now - start <= max_ms {
+            if pred(self) {
+                return Some(self.now - start);
+            }
+            self.run(100);
+        }
+        None
+    }
+
+    fn name(&self, i: usize) -> NodeName {
+        self.nodes[i].m.myself
+    }
+
+    fn call<R>(&mut self, i: usize, f: impl FnOnce(&mut Machine, u64) -> R) -> R {
+        let now = self.now;
+        let r = f(&mut self.nodes[i].m, now);
+        self.flush(i);
+        r
+    }
+
+    /// Splits the slots evenly over the first `masters` nodes and gives
+    /// each a distinct config epoch, as `redis-cli --cluster create` does.
+    fn assign_slots(&mut self, masters: usize, distinct_epochs: bool) {
+        let per = 16384 / masters;
+        for i in 0..masters {
+            let a = i * per;
+            let b = if i == masters - 1 { 16383 } else { a + per - 1 };
+            let slots: Vec<u16> = (a as u16..=b as u16).collect();
+            self.call(i, |m, now| m.add_slots(&slots, now)).unwrap();
+            if distinct_epochs {
+                self.call(i, |m, _| m.set_config_epoch(i as i64 + 1))
+                    .unwrap();
+            }
+        }
+    }
+
+    fn meet(&mut self, from: usize, to: usize) {
+        let (ip, cport) = (self.nodes[to].ip.clone(), self.nodes[to].cport);
+        self.call(from, |m, now| m.meet(&ip, 6379, cport, now))
+            .unwrap();
+    }
+
+    /// Every listed node knows exactly the listed nodes (no handshake, no
+    /// failure flags), agrees on every slot owner and every configEpoch,
+    /// and is in state ok.
+    fn agree(&self, members: &[usize]) -> Result<(), String> {
+        let names: BTreeSet<NodeName> = members.iter().map(|i| self.name(*i)).collect();
+        let reference = &self.nodes[members[0]].m;
+        for &i in members {
+            let m = &self.nodes[i].m;
+            let known: BTreeSet<NodeName> = m.nodes.keys().copied().collect();
+            if known != names {
+                return Err(format!(
+                    "node {i} knows {} nodes, want {}",
+                    known.len(),
+                    names.len()
+                ));
+            }
+            for p in m.nodes.values() {
+                if p.has(nflag::HANDSHAKE | nflag::PFAIL | nflag::FAIL) {
+                    return Err(format!("node {i} flags {:#x} on a peer", p.flags));
+                }
+                let epoch = reference.nodes.get(&p.name).map(|r| r.config_epoch);
+                if epoch != Some(p.config_epoch) {
+                    return Err(format!("node {i} disagrees on an epoch"));
+                }
+            }
+            if m.owners() != reference.owners() {
+                return Err(format!("node {i} disagrees on slot owners"));
+            }
+            if !m.state_ok {
+                return Err(format!("node {i} state is fail"));
+            }
+        }
+        Ok(())
+    }
+
+    fn flags_of(&self, observer: usize, target: usize) -> u16 {
+        let t = self.name(target);
+        self.nodes[observer].m.nodes.get(&t).map_or(0, |p| p.flags)
+    }
+}
+
+fn form(n: usize, masters: usize, seed: u64) -> Sim {
+    let mut sim = Sim::new(n, 2000, seed);
+    sim.assign_slots(masters, true);
+    for j in 1..n {
+        sim.meet(0, j);
+    }
+    let all: Vec<usize> = (0..n).collect();
+    let t = sim.run_until(30_000, |s| s.agree(&all).is_ok());
+    assert!(
+        t.is_some(),
+        "{n} nodes did not converge: {:?}",
+        sim.agree(&all)
+    );
+    sim
+}
+
+#[test]
+fn six_nodes_converge_from_meets() {
+    let mut sim = Sim::new(6, 2000, 1);
+    sim.assign_slots(6, true);
+    for j in 1..6 {
+        sim.meet(0, j);
+    }
+    let all: Vec<usize> = (0..6).collect();
+    let t = sim
+        .run_until(10_000, |s| s.agree(&all).is_ok())
+        .unwrap_or_else(|| panic!("no agreement: {:?}", sim.agree(&all)));
+    println!("6 nodes agreed {t} ms after the MEETs");
+    // Each node's view is what every other node sees.
+    for i in 0..6 {
+        assert_eq!(sim.nodes[i].m.size(), 6);
+        assert_eq!(sim.nodes[i].m.current_epoch, 6);
+    }
+}
+
+#[test]
+fn thirty_nodes_converge_despite_loss_delay_and_duplicates() {
+    let mut sim = Sim::new(30, 2000, 7);
+    sim.loss = 0.05;
+    sim.dup = 0.05;
+    sim.delay = (1, 80);
+    sim.assign_slots(15, true);
+    // A chain of MEETs: the rest of the mesh must come from gossip.
+    for j in 1..30 {
+        sim.meet(j - 1, j);
+    }
+    let all: Vec<usize> = (0..30).collect();
+    let t = sim
+        .run_until(60_000, |s| s.agree(&all).is_ok())
+        .unwrap_or_else(|| panic!("no agreement: {:?}", sim.agree(&all)));
+    println!("30 nodes agreed {t} ms after the MEETs (5% loss, 5% dup)");
+}
+
+#[test]
+fn config_epoch_collisions_resolve_to_distinct_epochs() {
+    let mut sim = Sim::new(5, 2000, 3);
+    sim.assign_slots(5, false);
+    for j in 1..5 {
+        sim.meet(0, j);
+    }
+    let all: Vec<usize> = (0..5).collect();
+    let ok = sim.run_until(30_000, |s| {
+        let epochs: BTreeSet<u64> = (0..5).map(|i| s.nodes[i].m.me().config_epoch).collect();
+        epochs.len() == 5 && s.agree(&all).is_ok()
+    });
+    assert!(ok.is_some(), "epochs did not become distinct");
+    // The node with the largest name never moves.
+    let largest = (0..5).max_by_key(|i| sim.name(*i)).unwrap();
+    assert_eq!(sim.nodes[largest].m.me().config_epoch, 0);
+}
+
+#[test]
+fn stopped_master_is_failed_within_twice_the_timeout_and_cleared_after() {
+    let mut sim = form(6, 3, 11);
+    let victim = 1;
+    sim.nodes[victim].stopped = true;
+    let others: Vec<usize> = (0..6).filter(|i| *i != victim).collect();
+    let t = sim
+        .run_until(10_000, |s| {
+            others
+                .iter()
+                .all(|o| s.flags_of(*o, victim) & nflag::FAIL != 0)
+        })
+        .expect("victim never flagged fail everywhere");
+    println!("FAIL everywhere {t} ms after the stop");
+    assert!(t <= 4000, "took {t} ms, node timeout 2000");
+    for o in &others {
+        assert!(
+            !sim.nodes[*o].m.state_ok,
+            "slots uncovered: state must be fail"
+        );
+    }
+    sim.nodes[victim].stopped = false;
+    let all: Vec<usize> = (0..6).collect();
+    let t = sim
+        .run_until(15_000, |s| s.agree(&all).is_ok())
+        .unwrap_or_else(|| panic!("not cleared: {:?}", sim.agree(&all)));
+    // A master with slots is only un-failed after 2 x node timeout.
+    println!("cleared {t} ms after the resume");
+}
+
+#[test]
+fn minority_side_of_a_partition_goes_down_and_recovers() {
+    let mut sim = form(5, 5, 21);
+    for j in 1..5 {
+        sim.cut.insert((0, j));
+    }
+    let majority: Vec<usize> = (1..5).collect();
+    sim.run_until(10_000, |s| {
+        majority
+            .iter()
+            .all(|o| s.flags_of(*o, 0) & nflag::FAIL != 0)
+            && !s.nodes[0].m.state_ok
+    })
+    .expect("majority did not fail the isolated node, or it stayed up");
+    // The isolated node never gathers a quorum to fail the others.
+    for j in 1..5 {
+        assert_eq!(sim.flags_of(0, j) & nflag::FAIL, 0);
+    }
+    sim.cut.clear();
+    let all: Vec<usize> = (0..5).collect();
+    sim.run_until(20_000, |s| s.agree(&all).is_ok())
+        .unwrap_or_else(|| panic!("no recovery: {:?}", sim.agree(&all)));
+}
+
+#[test]
+fn forgotten_node_stays_out_while_blacklisted() {
+    let mut sim = form(4, 4, 5);
+    let gone = sim.name(3);
+    sim.nodes[3].stopped = true;
+    let g = gone;
+    sim.call(0, |m, now| m.forget(&g, now)).unwrap();
+    // Others keep gossiping about node 3: node 0 must not re-learn it.
+    sim.run(20_000);
+    assert!(!sim.nodes[0].m.nodes.contains_key(&gone));
+    assert!(sim.nodes[1].m.nodes.contains_key(&gone));
+}
+
+#[test]
+fn meet_twice_makes_one_entry() {
+    let mut sim = Sim::new(2, 2000, 9);
+    sim.meet(0, 1);
+    sim.meet(0, 1);
+    sim.run(5000);
+    assert_eq!(sim.nodes[0].m.nodes.len(), 2);
+    assert_eq!(sim.nodes[1].m.nodes.len(), 2);
+}
+
+#[test]
+fn publish_reaches_every_other_node_once() {
+    let mut sim = form(4, 2, 13);
+    sim.call(2, |m, _| {
+        m.publish(
+            Bytes::from_static(b"news"),
+            Bytes::from_static(b"hi"),
+            false,
+        )
+    });
+    sim.run(500);
+    let mut got: Vec<usize> = sim.published.iter().map(|(i, _)| *i).collect();
+    got.sort_unstable();
+    assert_eq!(got, vec![0, 1, 3]);
+}
+
+/// A hand-built PING from `sender` with `gossip`.
+fn ping(sender: NodeName, slots: SlotBitmap, epoch: u64, gossip: Vec<Gossip>) -> Message {
+    Message {
+        header: Header {
+            ty: msgtype::PING,
+            port: 6379,
+            current_epoch: epoch,
+            config_epoch: epoch,
+            offset: 0,
+            sender,
+            myslots: slots,
+            slaveof: None,
+            myip: String::new(),
+            pport: 0,
+            cport: 16379,
+            flags: nflag::MASTER,
+            state: 0,
+            mflags: 0,
+        },
+        body: Body::Ping {
+            gossip,
+            exts: Vec::new(),
+        },
+    }
+}
+
+#[test]
+fn gossip_from_a_stranger_is_answered_but_ignored() {
+    let mut sim = form(3, 3, 17);
+    let stranger = wire::random_name();
+    let other_cluster: Vec<Gossip> = (0..5)
+        .map(|k| Gossip {
+            name: wire::random_name(),
+            ping_sent: 0,
+            pong_received: 0,
+            ip: format!("192.168.9.{k}"),
+            port: 7000,
+            cport: 17000,
+            flags: nflag::MASTER,
+            pport: 0,
+        })
+        .collect();
+    let before = sim.nodes[0].m.nodes.len();
+    let link = sim.nodes[0].m.new_link_id();
+    let now = sim.now;
+    sim.nodes[0].m.accept(link, "192.168.9.9", "10.0.0.1", now);
+    sim.nodes[0].m.receive(
+        link,
+        ping(stranger, SlotBitmap::new(), 99, other_cluster),
+        now,
+    );
+    let out = sim.nodes[0].m.take_output();
+    let pong = out.actions.iter().find_map(|a| match a {
+        Action::Send { link: l, bytes } if *l == link => wire::decode(bytes).ok(),
+        _ => None,
+    });
+    assert_eq!(pong.map(|m| m.header.ty), Some(msgtype::PONG));
+    sim.run(5000);
+    assert_eq!(sim.nodes[0].m.nodes.len(), before);
+    // Nor did its epoch leak in.
+    assert!(sim.nodes[0].m.current_epoch < 99);
+}
+
+#[test]
+fn stale_slot_claim_is_answered_with_an_update() {
+    let mut sim = form(3, 3, 19);
+    // Node 1 claims node 2's first slot with an older epoch.
+    let owner = sim.name(2);
+    let stale_sender = sim.name(1);
+    let slot = (0..16384u16)
+        .find(|s| sim.nodes[0].m.owner(*s) == Some(owner))
+        .unwrap();
+    let mut claim = SlotBitmap::new();
+    claim.set(slot, true);
+    let owner_epoch = sim.nodes[0].m.nodes[&owner].config_epoch;
+    assert!(owner_epoch > 0);
+    // Deliver on node 0's inbound link from node 1.
+    let link = sim.nodes[0]
+        .m
+        .nodes
+        .get(&stale_sender)
+        .and_then(|p| p.inbound)
+        .expect("inbound link from node 1");
+    let now = sim.now;
+    sim.nodes[0]
+        .m
+        .receive(link, ping(stale_sender, claim, 0, Vec::new()), now);
+    let out = sim.nodes[0].m.take_output();
+    let update = out
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send { bytes, .. } => wire::decode(bytes).ok(),
+            _ => None,
+        })
+        .find(|m| m.header.ty == msgtype::UPDATE)
+        .expect("an UPDATE message");
+    match update.body {
+        Body::Update {
+            config_epoch,
+            name,
+            slots,
+        } => {
+            assert_eq!(name, owner);
+            assert_eq!(config_epoch, owner_epoch);
+            assert!(slots.get(slot));
+        }
+        other => panic!("unexpected body {other:?}"),
+    }
+    // Ownership did not move to the stale claimer.
+    assert_eq!(sim.nodes[0].m.owner(slot), Some(owner));
+}
+
+#[test]
+fn nodes_conf_round_trip_keeps_identity_slots_and_epochs() {
+    let sim = form(3, 3, 23);
+    let m = &sim.nodes[1].m;
+    let text = nodes_conf::render(&m.to_conf());
+    let conf = nodes_conf::parse(&text).expect("parse our own nodes.conf");
+    let back = Machine::from_conf(m.settings.clone(), &conf, sim.now, 1).expect("load");
+    assert_eq!(back.myself, m.myself);
+    assert_eq!(back.owners(), m.owners());
+    assert_eq!(back.current_epoch, m.current_epoch);
+    for (name, p) in &m.nodes {
+        let q = &back.nodes[name];
+        assert_eq!(
+            (q.config_epoch, &q.ip, q.port),
+            (p.config_epoch, &p.ip, p.port)
+        );
+    }
+}
