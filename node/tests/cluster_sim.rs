@@ -3,6 +3,8 @@
 //! processes) and a simulated clock. No sockets, no sleeping: a run is a
 //! pure function of its seed.
 
+#![allow(clippy::unwrap_used)]
+
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
 
