@@ -17,6 +17,21 @@ use crate::resp::{ParseLimits, ReplyWriter, RequestParser};
 
 const READ_CHUNK: usize = 16 * 1024;
 
+/// A `bind` entry: whether it is optional (leading '-') and its address
+/// (`*` is every IPv4 address, `::*` every IPv6 one); None if invalid.
+pub fn bind_entry(a: &str) -> (bool, Option<std::net::IpAddr>) {
+    let (optional, a) = match a.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, a),
+    };
+    let ip = match a {
+        "*" => "0.0.0.0",
+        "::*" => "::",
+        other => other,
+    };
+    (optional, ip.parse().ok())
+}
+
 /// Binds the configured addresses. A leading '-' marks an address whose
 /// failure to bind is not fatal, like redis.
 pub async fn bind(node: &Node) -> std::io::Result<Vec<TcpListener>> {

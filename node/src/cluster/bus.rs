@@ -155,8 +155,7 @@ impl Cluster {
         let source_ip = c
             .bind
             .iter()
-            .map(|a| a.trim_start_matches('-'))
-            .filter_map(|a| a.parse::<IpAddr>().ok())
+            .filter_map(|a| crate::server::bind_entry(a).1)
             .find(|ip| !ip.is_unspecified());
         if let Some(ip) = source_ip {
             machine.set_my_ip(&ip.to_string());
@@ -191,13 +190,31 @@ impl Cluster {
         let binds: Vec<String> = node.config.read().bind.clone();
         let mut listeners = Vec::new();
         for b in &binds {
-            let optional = b.starts_with('-');
-            let host = b.trim_start_matches('-');
-            let Ok(ip) = host.parse::<IpAddr>() else {
-                return Err(format!("invalid bind address '{host}'"));
+            let (optional, ip) = crate::server::bind_entry(b);
+            let Some(ip) = ip else {
+                if optional {
+                    continue;
+                }
+                return Err(format!("invalid bind address '{b}'"));
             };
             let sa = SocketAddr::new(ip, self.bus_port);
-            match TcpListener::bind(sa).await {
+            let bound = if ip.is_ipv6() {
+                // Like the client listener: an IPv6 socket that does not
+                // also claim the IPv4 addresses.
+                tokio::net::TcpSocket::new_v6().and_then(|s| {
+                    socket2::SockRef::from(&s).set_only_v6(true)?;
+                    s.set_reuseaddr(true)?;
+                    s.bind(sa)?;
+                    s.listen(511)
+                })
+            } else {
+                tokio::net::TcpSocket::new_v4().and_then(|s| {
+                    s.set_reuseaddr(true)?;
+                    s.bind(sa)?;
+                    s.listen(511)
+                })
+            };
+            match bound {
                 Ok(l) => listeners.push(l),
                 Err(e) if optional => tracing::debug!("skipping optional bus bind {sa}: {e}"),
                 Err(e) => return Err(format!("could not bind the cluster bus on {sa}: {e}")),

@@ -373,7 +373,7 @@ fn route(
     } else {
         // The first key's slot must be served before other keys are
         // compared with it.
-        let idx = cmdspec::key_indices(spec, args).unwrap_or_default();
+        let idx = routing_keys(spec, args);
         if let Some(first) = idx.first().and_then(|i| args.get(*i)) {
             if map.route(key_slot(first)) == Route::Unbound {
                 return Some("CLUSTERDOWN Hash slot not served".to_string());
@@ -414,7 +414,7 @@ fn route_keys(
     slot: &mut Option<usize>,
     is_write: &mut bool,
 ) -> Result<(), &'static str> {
-    let idx = cmdspec::key_indices(spec, args).unwrap_or_default();
+    let idx = routing_keys(spec, args);
     if !idx.is_empty() && spec.flags & flag::WRITE != 0 {
         *is_write = true;
     }
@@ -430,6 +430,22 @@ fn route_keys(
         }
     }
     Ok(())
+}
+
+/// The arguments a command is routed by: its keys, or the shard channels
+/// of SPUBLISH / SSUBSCRIBE / SUNSUBSCRIBE.
+fn routing_keys(spec: &CommandSpec, args: &[Bytes]) -> SmallVec<[usize; 4]> {
+    match spec.name {
+        "spublish" => smallvec::smallvec![1],
+        "ssubscribe" | "sunsubscribe" => (1..args.len()).collect(),
+        _ if spec.first_key == 1 && spec.last_key == 1 && spec.flags & flag::MOVABLEKEYS == 0 => {
+            smallvec::smallvec![1]
+        }
+        _ => cmdspec::key_indices(spec, args)
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+    }
 }
 
 /// Builds a view over the given shards for a client.

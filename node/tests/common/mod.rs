@@ -46,7 +46,18 @@ impl Server {
                  redis-benchmark first)"
             );
         }
-        Self::start_bin(REDIS_SERVER, &["--save", "", "--appendonly", "no"], false)
+        Self::start_redis_with(&[])
+    }
+
+    /// Starts the reference `redis-server` (no persistence) with extra
+    /// arguments.
+    pub fn start_redis_with(args: &[&str]) -> Server {
+        if !Path::new(REDIS_SERVER).exists() {
+            panic!("{REDIS_SERVER} not found: run the README's test command first");
+        }
+        let mut all = vec!["--save", "", "--appendonly", "no"];
+        all.extend_from_slice(args);
+        Self::start_bin(REDIS_SERVER, &all, false)
     }
 
     fn start_bin(bin: &str, args: &[&str], _node: bool) -> Server {
