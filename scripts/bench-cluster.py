@@ -12,8 +12,9 @@ For each server kind and cluster size it measures, on loopback addresses
     slot owners and epochs, and cluster_state:ok;
   * failure detection (cluster-node-timeout 2000): time from SIGSTOP of one
     master until every other node flags it `fail` (polled every 20 ms);
-  * bus traffic at steady state: messages and bytes written per node per
-    second over 10 s (bytes from /proc/PID/io wchar: nothing else writes).
+  * bus traffic at steady state: messages and bytes sent per node per
+    second over 10 s (bytes: `ss -ti` bytes_sent of every bus socket whose
+    local address is the node's, summed per node).
 Prints a Markdown table. Every process is killed on exit.
 """
 import os
@@ -176,12 +177,25 @@ def failure_detection(nodes):
         os.kill(victim.pid, signal.SIGCONT)
 
 
-def wchar(pid):
-    with open("/proc/%d/io" % pid) as f:
-        for line in f:
-            if line.startswith("wchar:"):
-                return int(line.split()[1])
-    return 0
+def bus_bytes(nodes):
+    """bytes_sent of every established bus socket, per local IP."""
+    cports = {port + 10000 for _, port, _ in nodes}
+    out = subprocess.run(["ss", "-tinH", "state", "established"],
+                         capture_output=True, text=True, check=True).stdout
+    per_ip = {}
+    cur = None
+    for line in out.splitlines():
+        if not line.startswith((" ", "\t")):
+            f = line.split()
+            local, remote = f[-2], f[-1]
+            lip, lport = local.rsplit(":", 1)
+            rport = int(remote.rsplit(":", 1)[1])
+            cur = lip if (int(lport) in cports or rport in cports) else None
+        elif cur is not None:
+            for tok in line.split():
+                if tok.startswith("bytes_sent:"):
+                    per_ip[cur] = per_ip.get(cur, 0) + int(tok.split(":")[1])
+    return per_ip
 
 
 def msgs_sent(ip, port):
@@ -193,14 +207,13 @@ def msgs_sent(ip, port):
 
 def traffic(nodes, secs=10):
     m0 = [msgs_sent(ip, port) for ip, port, _ in nodes]
-    b0 = [wchar(p.pid) for _, _, p in nodes]
+    b0 = bus_bytes(nodes)
     time.sleep(secs)
     m1 = [msgs_sent(ip, port) for ip, port, _ in nodes]
-    b1 = [wchar(p.pid) for _, _, p in nodes]
+    b1 = bus_bytes(nodes)
     n = len(nodes)
     msgs = sum(b - a for a, b in zip(m0, m1)) / n / secs
-    # Subtract our own CLUSTER INFO replies (two per node) from the bytes.
-    byts = sum(b - a for a, b in zip(b0, b1)) / n / secs
+    byts = sum(b1.get(ip, 0) - b0.get(ip, 0) for ip, _, _ in nodes) / n / secs
     return msgs, byts
 
 

@@ -264,3 +264,69 @@ fn publish_crosses_a_mixed_cluster_in_both_directions() {
     assert_eq!(ours.cmd(&["SPUBLISH", "a", "shard"]).int(), 1);
     expect_message(&mut ssub, "smessage", "a", "shard");
 }
+
+#[test]
+fn announced_port_and_hostname_reach_peers_and_redirects() {
+    let bus_a = free_port().to_string();
+    let mut args_a = cluster_args(&bus_a);
+    args_a.extend([
+        "--cluster-announce-hostname".into(),
+        "node-a.example".into(),
+    ]);
+    let a: Vec<&str> = args_a.iter().map(String::as_str).collect();
+    let na = Server::start(&a);
+    let bus_b = free_port().to_string();
+    let mut args_b = cluster_args(&bus_b);
+    // B announces a client port that is not the one it listens on, as
+    // behind a NAT or a Kubernetes Service.
+    args_b.extend([
+        "--cluster-announce-port".into(),
+        "6999".into(),
+        "--cluster-announce-hostname".into(),
+        "node-b.example".into(),
+    ]);
+    let b: Vec<&str> = args_b.iter().map(String::as_str).collect();
+    let nb = Server::start(&b);
+    let (mut ca, mut cb) = (na.conn(), nb.conn());
+    ca.cmd(&["CLUSTER", "ADDSLOTSRANGE", "8192", "16383"]);
+    cb.cmd(&["CLUSTER", "ADDSLOTSRANGE", "0", "8191"]);
+    let port_b = nb.port.to_string();
+    assert_eq!(
+        ca.cmd(&["CLUSTER", "MEET", "127.0.0.1", &port_b, &bus_b]),
+        Reply::ok()
+    );
+    wait_joined(&mut ca, 2);
+    wait_joined(&mut cb, 2);
+    wait_state(&mut ca, "ok");
+    let nodes = ca.cmd(&["CLUSTER", "NODES"]).text();
+    let line_b = nodes.lines().find(|l| !l.contains("myself")).unwrap();
+    assert!(
+        line_b.contains(&format!("127.0.0.1:6999@{bus_b},node-b.example")),
+        "{line_b}"
+    );
+    // "b" (slot 3300) lives on B: redirected to its announced port.
+    assert_eq!(
+        ca.cmd(&["GET", "b"]),
+        Reply::Error("MOVED 3300 127.0.0.1:6999".into())
+    );
+    // With hostnames preferred, redirects and CLUSTER SLOTS name hosts.
+    ca.cmd(&[
+        "CONFIG",
+        "SET",
+        "cluster-preferred-endpoint-type",
+        "hostname",
+    ]);
+    assert_eq!(
+        ca.cmd(&["GET", "b"]),
+        Reply::Error("MOVED 3300 node-b.example:6999".into())
+    );
+    let slots = ca.cmd(&["CLUSTER", "SLOTS"]);
+    let first = slots.array()[0].array();
+    assert_eq!(first[2].array()[0].text(), "node-b.example");
+    assert_eq!(first[2].array()[1].int(), 6999);
+    // The hostname is kept in nodes.conf across a save.
+    assert_eq!(ca.cmd(&["CLUSTER", "SAVECONFIG"]), Reply::ok());
+    let conf = std::fs::read_to_string(na.dir().join("nodes.conf")).unwrap();
+    assert!(conf.contains(",node-b.example "), "{conf}");
+    assert!(conf.contains("vars currentEpoch"), "{conf}");
+}
