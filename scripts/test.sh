@@ -6,10 +6,11 @@ cd "$(dirname "$0")/.."
 
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
-echo "==> installing test dependencies (redis-server, redis-tools)"
+echo "==> installing test dependencies (redis-server, redis-tools, python3-redis)"
 $SUDO apt-get update -qq
-$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools python3-redis >/dev/null
 redis-server --version
+/usr/bin/python3 -c "import redis; print('python3-redis', redis.__version__)"
 
 echo "==> formatting and lints"
 cargo fmt --all -- --check

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod cluster;
+
 /// Default timeout for a reply.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -345,10 +347,15 @@ impl Conn {
     }
 
     pub fn try_connect(port: u16) -> std::io::Result<Conn> {
-        let stream = TcpStream::connect_timeout(
-            &format!("127.0.0.1:{port}").parse().expect("addr"),
-            Duration::from_secs(5),
-        )?;
+        Self::try_connect_addr(&format!("127.0.0.1:{port}"))
+    }
+
+    /// Connects to `ip:port` (any address, e.g. a 127.0.x.y loopback).
+    pub fn try_connect_addr(addr: &str) -> std::io::Result<Conn> {
+        let sa: std::net::SocketAddr = addr
+            .parse()
+            .map_err(|e| std::io::Error::new(ErrorKind::InvalidInput, format!("{addr}: {e}")))?;
+        let stream = TcpStream::connect_timeout(&sa, Duration::from_secs(5))?;
         stream.set_read_timeout(Some(REPLY_TIMEOUT))?;
         stream.set_write_timeout(Some(Duration::from_secs(30)))?;
         stream.set_nodelay(true)?;
