@@ -7,12 +7,13 @@
 //! AOF, tests) subscribe and receive the encoded bytes; the offset counts
 //! every byte ever appended, like redis's master_repl_offset.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
 use bytes::{BufMut, Bytes, BytesMut};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
 struct Inner {
-    offset: u64,
     /// Database the consumers currently have selected.
     selected: Option<usize>,
     subscribers: Vec<mpsc::UnboundedSender<Bytes>>,
@@ -21,19 +22,43 @@ struct Inner {
 
 pub struct WriteStream {
     inner: Mutex<Inner>,
+    /// Whether anyone consumes the stream. Without consumers an append
+    /// only advances the offset: no lock, no encoding.
+    active: AtomicBool,
+    offset: AtomicU64,
 }
 
 impl Default for WriteStream {
     fn default() -> Self {
         WriteStream {
             inner: Mutex::new(Inner {
-                offset: 0,
                 selected: None,
                 subscribers: Vec::new(),
                 scratch: BytesMut::new(),
             }),
+            active: AtomicBool::new(false),
+            offset: AtomicU64::new(0),
         }
     }
+}
+
+/// Decimal digits of `n`.
+fn digits(mut n: usize) -> usize {
+    let mut d = 1;
+    while n >= 10 {
+        n /= 10;
+        d += 1;
+    }
+    d
+}
+
+/// The length of `encode(args)` without encoding.
+fn encoded_len(args: &[&[u8]]) -> usize {
+    let mut n = 3 + digits(args.len());
+    for a in args {
+        n += 5 + digits(a.len()) + a.len();
+    }
+    n
 }
 
 fn encode(buf: &mut BytesMut, args: &[&[u8]]) {
@@ -53,6 +78,11 @@ fn encode(buf: &mut BytesMut, args: &[&[u8]]) {
 impl WriteStream {
     /// Appends one effect executed in database `db`.
     pub fn append(&self, db: usize, args: &[&[u8]]) {
+        if !self.active.load(Ordering::Acquire) {
+            self.offset
+                .fetch_add(encoded_len(args) as u64, Ordering::Relaxed);
+            return;
+        }
         let mut g = self.inner.lock();
         let inner = &mut *g;
         inner.scratch.clear();
@@ -62,16 +92,18 @@ impl WriteStream {
             inner.selected = Some(db);
         }
         encode(&mut inner.scratch, args);
-        inner.offset += inner.scratch.len() as u64;
-        if !inner.subscribers.is_empty() {
-            let bytes = inner.scratch.split().freeze();
-            inner.subscribers.retain(|s| s.send(bytes.clone()).is_ok());
+        self.offset
+            .fetch_add(inner.scratch.len() as u64, Ordering::Relaxed);
+        let bytes = inner.scratch.split().freeze();
+        inner.subscribers.retain(|s| s.send(bytes.clone()).is_ok());
+        if inner.subscribers.is_empty() {
+            self.active.store(false, Ordering::Release);
         }
     }
 
     /// Bytes appended so far.
     pub fn offset(&self) -> u64 {
-        self.inner.lock().offset
+        self.offset.load(Ordering::Relaxed)
     }
 
     /// Receives every effect appended from now on. The first effect a new
@@ -81,6 +113,7 @@ impl WriteStream {
         let mut g = self.inner.lock();
         g.selected = None;
         g.subscribers.push(tx);
+        self.active.store(true, Ordering::Release);
         rx
     }
 }
@@ -107,5 +140,20 @@ mod tests {
         let c = rx.try_recv().unwrap();
         assert!(c.starts_with(b"*2\r\n$6\r\nSELECT\r\n$1\r\n3\r\n"));
         assert_eq!(s.offset(), (a.len() + b.len() + c.len()) as u64);
+    }
+
+    #[test]
+    fn without_consumers_only_the_offset_moves() {
+        let s = WriteStream::default();
+        s.append(0, &[b"SET", b"key", b"0123456789"]);
+        let args: [&[u8]; 3] = [b"SET", b"key", b"0123456789"];
+        let mut buf = BytesMut::new();
+        encode(&mut buf, &args);
+        assert_eq!(s.offset(), buf.len() as u64);
+        assert_eq!(encoded_len(&[&[0u8; 12345][..]]), {
+            let mut b = BytesMut::new();
+            encode(&mut b, &[&[0u8; 12345][..]]);
+            b.len()
+        });
     }
 }

@@ -486,7 +486,9 @@ impl Cluster {
                         }
                     }
                 }
-                buf.reserve(n - buf.len());
+                // Grow with what arrives: a peer's length claim alone must
+                // not make us reserve memory.
+                buf.reserve((n - buf.len()).min(64 << 10));
             }
             match r.read_buf(&mut buf).await {
                 Ok(0) | Err(_) => {

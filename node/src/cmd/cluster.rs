@@ -53,9 +53,12 @@ fn readwrite(ctx: &mut Ctx) -> CmdResult {
     Ok(())
 }
 
-fn arity_error(sub: &str) -> CmdError {
+/// redis's reply when a variadic subcommand gets a count it does not
+/// accept: the subcommand is echoed as the client typed it.
+fn arity_error(typed: &[u8]) -> CmdError {
     CmdError(format!(
-        "ERR wrong number of arguments for 'cluster|{sub}' command"
+        "ERR unknown subcommand or wrong number of arguments for '{}'. Try CLUSTER HELP.",
+        String::from_utf8_lossy(typed)
     ))
 }
 
@@ -69,7 +72,9 @@ fn slot_arg(b: &[u8]) -> Result<u16, CmdError> {
 
 fn slot_ranges(args: &[bytes::Bytes], sub: &str) -> Result<Vec<u16>, CmdError> {
     if args.len() % 2 == 1 || args.is_empty() {
-        return Err(arity_error(sub));
+        return Err(CmdError(format!(
+            "ERR wrong number of arguments for 'cluster|{sub}' command"
+        )));
     }
     let mut out = Vec::new();
     for pair in args.chunks(2) {
@@ -117,7 +122,7 @@ fn cluster(ctx: &mut Ctx) -> CmdResult {
         }
         "meet" => {
             if args.len() > 5 {
-                return Err(arity_error("meet"));
+                return Err(arity_error(&args[1]));
             }
             let ip = String::from_utf8_lossy(&args[2]).into_owned();
             let port = match super::parse_i64(&args[3]) {
@@ -187,15 +192,15 @@ fn cluster(ctx: &mut Ctx) -> CmdResult {
             ctx.out.ok();
         }
         "reset" => {
+            if args.len() > 3 {
+                return Err(arity_error(&args[1]));
+            }
             let hard = match args.get(2) {
                 None => false,
                 Some(a) if eq_ic(a, "hard") => true,
                 Some(a) if eq_ic(a, "soft") => false,
                 Some(_) => return err(super::SYNTAX),
             };
-            if args.len() > 3 {
-                return Err(arity_error("reset"));
-            }
             let is_master = c.with(|m| m.me().is_master());
             let node = ctx.node.clone();
             if is_master && count_keys(&node, None) != 0 {

@@ -232,6 +232,30 @@ fn table() -> &'static HashMap<&'static str, Entry> {
     })
 }
 
+/// The handlers indexed like the command table (`cmdspec::all()`), so the
+/// data path finds a handler without hashing its name.
+fn handlers() -> &'static [Option<Entry>] {
+    static H: OnceLock<Vec<Option<Entry>>> = OnceLock::new();
+    H.get_or_init(|| {
+        cmdspec::all()
+            .iter()
+            .map(|c| table().get(c.name).copied())
+            .collect()
+    })
+}
+
+/// The handler of a top-level command spec.
+fn handler(spec: &'static CommandSpec) -> Option<Entry> {
+    let all = cmdspec::all();
+    let base = all.as_ptr() as usize;
+    let at = (spec as *const CommandSpec as usize).wrapping_sub(base)
+        / std::mem::size_of::<CommandSpec>().max(1);
+    match all.get(at) {
+        Some(c) if std::ptr::eq(c, spec) => handlers().get(at).copied().flatten(),
+        _ => table().get(spec.name).copied(),
+    }
+}
+
 /// Whether the command name is implemented (used by COMMAND filtering).
 pub fn implemented(name: &str) -> bool {
     table().contains_key(name)
@@ -318,27 +342,44 @@ fn allowed_in_pubsub(name: &str) -> bool {
     )
 }
 
-/// The shards a command's keys live on, sorted and deduplicated.
-fn shards_for(node: &Node, spec: &CommandSpec, args: &[Bytes]) -> SmallVec<[usize; 4]> {
+/// Slots of key arguments, by argument address and length (see
+/// `View::key_hints`).
+type KeyHints = SmallVec<[(usize, usize, u16); 4]>;
+
+/// The shards a command's keys live on, sorted and deduplicated, and the
+/// slots of its key arguments (hints for the view).
+fn shards_for(
+    node: &Node,
+    spec: &CommandSpec,
+    args: &[Bytes],
+) -> (SmallVec<[usize; 4]>, KeyHints) {
     let mut ids: SmallVec<[usize; 4]> = SmallVec::new();
+    let mut hints: KeyHints = SmallVec::new();
+    let mut add = |k: &Bytes| {
+        let slot = key_slot(k);
+        ids.push(node.keyspace.shard_of_slot(slot));
+        if hints.len() < 4 {
+            hints.push((k.as_ptr() as usize, k.len(), slot as u16));
+        }
+    };
     // Fast path for the common single-key form (GET, SET, INCR...): no
     // allocation, no key-spec walk.
     if spec.first_key == 1 && spec.last_key == 1 && spec.flags & flag::MOVABLEKEYS == 0 {
         if let Some(k) = args.get(1) {
-            ids.push(node.keyspace.shard_of_slot(key_slot(k)));
+            add(k);
         }
-        return ids;
+        return (ids, hints);
     }
     if let Ok(idx) = cmdspec::key_indices(spec, args) {
         for i in idx {
             if let Some(k) = args.get(i) {
-                ids.push(node.keyspace.shard_of_slot(key_slot(k)));
+                add(k);
             }
         }
     }
     ids.sort_unstable();
     ids.dedup();
-    ids
+    (ids, hints)
 }
 
 /// Cluster routing, as redis's getNodeByQuery: the error to reply instead
@@ -454,12 +495,13 @@ pub fn make_view<'a>(
     client: &Client,
     guards: crate::engine::Guards<'a>,
 ) -> View<'a> {
+    let now = unix_ms();
     let mut v = View::new(
         &node.keyspace,
         guards,
         client.db,
-        unix_ms(),
-        node.lru_clock(),
+        now,
+        ((now / 1000) as u32) & crate::engine::table::LRU_CLOCK_MAX,
         &node.stream,
         &node.stats,
         ExpirePolicy::Delete,
@@ -525,7 +567,7 @@ pub fn dispatch(
         reject(node, client, args, &mut w, &msg);
         return Flow::Continue;
     }
-    let Some(entry) = table().get(name).copied() else {
+    let Some(entry) = handler(top) else {
         if client.multi.is_some() {
             client.multi_error = true;
         }
@@ -605,9 +647,11 @@ pub fn run_with_view<'n>(
         (Some(v), _) => Some(v),
         (None, Access::None) => None,
         (None, Access::Keys) => {
-            let ids = shards_for(node, spec, args);
+            let (ids, hints) = shards_for(node, spec, args);
             let guards = node.keyspace.lock(&ids);
-            Some(make_view(node, client, guards))
+            let mut v = make_view(node, client, guards);
+            v.key_hints = hints;
+            Some(v)
         }
         (None, Access::All) => Some(make_view(node, client, node.keyspace.lock_all())),
     };
@@ -628,6 +672,10 @@ pub fn run_with_view<'n>(
         mut out,
         ..
     } = ctx;
+    // The hints point into `args`: never let them outlive this command.
+    if let Some(v) = view.as_mut() {
+        v.key_hints.clear();
+    }
     if let Err(e) = res {
         node.stats
             .total_error_replies

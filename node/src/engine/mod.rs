@@ -245,6 +245,10 @@ pub struct View<'a> {
     pub propagated: bool,
     /// Keys with blocked clients that this command made ready.
     pub ready: Vec<(usize, Bytes)>,
+    /// Slots already computed for the running command's key arguments,
+    /// by the address and length of the argument. Valid only while those
+    /// arguments are alive: set before a command runs, cleared after.
+    pub key_hints: SmallVec<[(usize, usize, u16); 4]>,
 }
 
 impl<'a> View<'a> {
@@ -273,7 +277,21 @@ impl<'a> View<'a> {
             dirty: 0,
             propagated: false,
             ready: Vec::new(),
+            key_hints: SmallVec::new(),
         }
+    }
+
+    /// The slot of `key`: from the hints when `key` is one of the running
+    /// command's arguments, else computed.
+    #[inline]
+    fn slot_of(&self, key: &[u8]) -> usize {
+        let (p, l) = (key.as_ptr() as usize, key.len());
+        for &(hp, hl, slot) in &self.key_hints {
+            if hp == p && hl == l {
+                return slot as usize;
+            }
+        }
+        key_slot(key)
     }
 
     #[inline]
@@ -294,14 +312,14 @@ impl<'a> View<'a> {
     }
 
     fn shard_for(&mut self, key: &[u8]) -> (&mut Shard, usize) {
-        let slot = key_slot(key);
+        let slot = self.slot_of(key);
         let i = self.shard_idx(slot);
         (&mut self.guards[i].1, slot)
     }
 
     /// Whether the shard owning `key` is locked by this view.
     pub fn owns(&self, key: &[u8]) -> bool {
-        let id = key_slot(key) % self.nshards;
+        let id = self.slot_of(key) % self.nshards;
         self.guards.iter().any(|(g, _)| *g == id)
     }
 
