@@ -56,8 +56,9 @@ for P in 1 16; do
   echo "|---|---|---|---|---|---|"
   # One test at a time, alternating servers, so machine noise hits both.
   for t in ${TESTS//,/ }; do
-    read -r t1 r1 l1 < <(TESTS=$t bench "$rp" -P "$P" | head -1)
-    read -r t2 r2 l2 < <(TESTS=$t bench "$np" -P "$P" | head -1)
+    # Pick the test's own row (LRANGE_* runs an LPUSH first).
+    read -r t1 r1 l1 < <(TESTS=$t bench "$rp" -P "$P" | awk -v t="${t^^}" '$1==t' | head -1)
+    read -r t2 r2 l2 < <(TESTS=$t bench "$np" -P "$P" | awk -v t="${t^^}" '$1==t' | head -1)
     ratio=$(python3 -c "print(f'{$r2/$r1:.2f}x')")
     echo "| $t1 | $r1 | $r2 | $ratio | $l1 | $l2 |"
   done

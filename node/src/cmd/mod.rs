@@ -344,21 +344,27 @@ fn allowed_in_pubsub(name: &str) -> bool {
 
 /// Slots of key arguments, by argument address and length (see
 /// `View::key_hints`).
-type KeyHints = SmallVec<[(usize, usize, u16); 4]>;
+type KeyHints = SmallVec<[(usize, usize, u16); 16]>;
 
 /// The shards a command's keys live on, sorted and deduplicated, and the
 /// slots of its key arguments (hints for the view).
-fn shards_for(
+fn shards_for<'a>(
     node: &Node,
     spec: &CommandSpec,
-    args: &[Bytes],
+    args: &'a [Bytes],
 ) -> (SmallVec<[usize; 4]>, KeyHints) {
     let mut ids: SmallVec<[usize; 4]> = SmallVec::new();
     let mut hints: KeyHints = SmallVec::new();
-    let mut add = |k: &Bytes| {
-        let slot = key_slot(k);
+    let mut prev: Option<(&[u8], usize)> = None;
+    let mut add = |k: &'a Bytes| {
+        // A key repeated (MSET k v k v...) is hashed once.
+        let slot = match prev {
+            Some((p, s)) if p == &k[..] => s,
+            _ => key_slot(k),
+        };
+        prev = Some((&k[..], slot));
         ids.push(node.keyspace.shard_of_slot(slot));
-        if hints.len() < 4 {
+        if hints.len() < 16 {
             hints.push((k.as_ptr() as usize, k.len(), slot as u16));
         }
     };

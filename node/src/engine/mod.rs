@@ -248,7 +248,7 @@ pub struct View<'a> {
     /// Slots already computed for the running command's key arguments,
     /// by the address and length of the argument. Valid only while those
     /// arguments are alive: set before a command runs, cleared after.
-    pub key_hints: SmallVec<[(usize, usize, u16); 4]>,
+    pub key_hints: SmallVec<[(usize, usize, u16); 16]>,
 }
 
 impl<'a> View<'a> {
