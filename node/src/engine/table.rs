@@ -139,8 +139,17 @@ pub struct KeyMeta {
 pub struct SlotTable {
     entries: HashTable<Entry>,
     objects: Slab<Object>,
-    expires: IndexMap<Box<[u8]>, i64, KeyHasher>,
+    /// Created on the first key with a TTL: most slots have none, and the
+    /// empty map would cost every slot its header.
+    expires: Option<Box<ExpireIndex>>,
 }
+
+type ExpireIndex = IndexMap<Box<[u8]>, i64, KeyHasher>;
+
+/// Slabs up to this many objects grow one slot at a time (exactly), so
+/// slots holding a few collections carry no spare capacity; larger ones
+/// grow geometrically.
+const SLAB_EXACT_UPTO: usize = 32;
 
 impl SlotTable {
     pub fn len(&self) -> usize {
@@ -150,7 +159,7 @@ impl SlotTable {
         self.entries.is_empty()
     }
     pub fn volatile_len(&self) -> usize {
-        self.expires.len()
+        self.expires.as_ref().map_or(0, |e| e.len())
     }
 
     fn find(&self, key: &[u8]) -> Option<&Entry> {
@@ -224,7 +233,7 @@ impl SlotTable {
     pub fn expire_at(&self, key: &[u8]) -> Option<i64> {
         let e = self.find(key)?;
         if e.is_volatile() {
-            self.expires.get(key).copied()
+            self.expires.as_ref().and_then(|x| x.get(key).copied())
         } else {
             None
         }
@@ -239,12 +248,14 @@ impl SlotTable {
         match when {
             Some(t) => {
                 e.meta |= VOLATILE;
-                self.expires.insert(Box::from(key), t);
+                self.expires
+                    .get_or_insert_with(Default::default)
+                    .insert(Box::from(key), t);
             }
             None => {
                 if e.meta & VOLATILE != 0 {
                     e.meta &= !VOLATILE;
-                    self.expires.swap_remove(key);
+                    self.unindex_expire(key);
                 }
             }
         }
@@ -277,6 +288,11 @@ impl SlotTable {
             }
             Value::Obj(o) => {
                 meta |= KIND_OBJ;
+                if self.objects.len() == self.objects.capacity()
+                    && self.objects.len() < SLAB_EXACT_UPTO
+                {
+                    self.objects.reserve_exact(1);
+                }
                 let idx = self.objects.insert(o) as u32;
                 make_blob(key, &idx.to_le_bytes())
             }
@@ -292,7 +308,9 @@ impl SlotTable {
         self.entries
             .insert_unique(hash_key(key), entry, |e| hash_key(e.key()));
         if let (true, Some(t)) = (keep_ttl, old_expire) {
-            self.expires.insert(Box::from(key), t);
+            self.expires
+                .get_or_insert_with(Default::default)
+                .insert(Box::from(key), t);
         }
         old_value
     }
@@ -331,7 +349,7 @@ impl SlotTable {
         let (e, _) = occ.remove();
         let mut exp = None;
         if e.is_volatile() {
-            let t = self.expires.swap_remove(key);
+            let t = self.unindex_expire(key);
             if take_expire {
                 exp = t;
             }
@@ -352,6 +370,16 @@ impl SlotTable {
         Some((v, exp))
     }
 
+    /// Drops a key from the expires index, freeing the index when empty.
+    fn unindex_expire(&mut self, key: &[u8]) -> Option<i64> {
+        let x = self.expires.as_mut()?;
+        let t = x.swap_remove(key);
+        if x.is_empty() {
+            self.expires = None;
+        }
+        t
+    }
+
     /// Removes a key, returning its value and expiry.
     pub fn remove(&mut self, key: &[u8]) -> Option<(Value, Option<i64>)> {
         self.remove_inner(key, true)
@@ -364,12 +392,8 @@ impl SlotTable {
 
     /// The key at a random position of the expires index.
     pub fn random_volatile(&self, r: usize) -> Option<(&[u8], i64)> {
-        if self.expires.is_empty() {
-            return None;
-        }
-        self.expires
-            .get_index(r % self.expires.len())
-            .map(|(k, t)| (&k[..], *t))
+        let x = self.expires.as_ref().filter(|x| !x.is_empty())?;
+        x.get_index(r % x.len()).map(|(k, t)| (&k[..], *t))
     }
 
     /// A random key of this slot (O(len) worst case, used by RANDOMKEY).

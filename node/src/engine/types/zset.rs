@@ -317,6 +317,8 @@ impl Listpack {
         let score = if score == 0.0 { 0.0 } else { score };
         let mut enc: SmallVec<[u8; 96]> = SmallVec::new();
         encode_entry(&mut enc, member, score);
+        // Exact growth, as a listpack's realloc: no doubling slack.
+        self.buf.reserve_exact(enc.len());
         self.buf.extend_from_slice(&enc);
         self.len += 1;
     }
