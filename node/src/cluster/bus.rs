@@ -574,17 +574,7 @@ fn drop_slot_keys(node: &Arc<Node>, slots: &[u16]) {
         .collect();
     ids.sort_unstable();
     ids.dedup();
-    let guards = node.keyspace.lock(&ids);
-    let mut view = crate::engine::View::new(
-        &node.keyspace,
-        guards,
-        0,
-        unix_ms(),
-        node.lru_clock(),
-        &node.stream,
-        &node.stats,
-        crate::engine::ExpirePolicy::Delete,
-    );
+    let mut view = crate::cmd::system_view(node, node.keyspace.lock(&ids), 0);
     for s in slots {
         view.flush_slot(*s as usize);
     }

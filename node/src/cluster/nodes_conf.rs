@@ -29,19 +29,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
-/// Node flag bits, same values as on the cluster bus.
-pub mod flag {
-    pub const MASTER: u16 = 0x1;
-    pub const SLAVE: u16 = 0x2;
-    pub const PFAIL: u16 = 0x4;
-    pub const FAIL: u16 = 0x8;
-    pub const MYSELF: u16 = 0x10;
-    pub const HANDSHAKE: u16 = 0x20;
-    pub const NOADDR: u16 = 0x40;
-    pub const MEET: u16 = 0x80;
-    pub const MIGRATE_TO: u16 = 0x100;
-    pub const NOFAILOVER: u16 = 0x200;
-}
+/// Node flag bits: the bus's own values.
+pub use super::wire::nflag as flag;
 
 /// Number of hash slots.
 const CLUSTER_SLOTS: u32 = 16384;

@@ -9,7 +9,6 @@ use crate::cluster::nodes_conf;
 use crate::cluster::wire::{self, msgtype, nflag, SLOTS};
 use crate::cluster::Cluster;
 use crate::engine::key_slot;
-use crate::node::unix_ms;
 
 pub fn register(m: &mut HashMap<&'static str, Entry>) {
     let n = |run| Entry {
@@ -322,18 +321,7 @@ fn count_keys(node: &Arc<crate::node::Node>, slot: Option<usize>) -> usize {
     match slot {
         Some(s) => {
             let shard = node.keyspace.shard_of_slot(s);
-            let guards = node.keyspace.lock(&[shard]);
-            let mut view = crate::engine::View::new(
-                &node.keyspace,
-                guards,
-                0,
-                unix_ms(),
-                node.lru_clock(),
-                &node.stream,
-                &node.stats,
-                crate::engine::ExpirePolicy::Delete,
-            );
-            view.db = 0;
+            let view = super::system_view(node, node.keyspace.lock(&[shard]), 0);
             view.keys_in_slot(s)
         }
         None => node

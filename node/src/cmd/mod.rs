@@ -516,6 +516,21 @@ pub fn make_view<'a>(
     v
 }
 
+/// A view for the server's own work (serving blocked clients, cluster
+/// housekeeping) over database `db`, outside any client.
+pub fn system_view<'a>(node: &'a Node, guards: crate::engine::Guards<'a>, db: usize) -> View<'a> {
+    View::new(
+        &node.keyspace,
+        guards,
+        db,
+        unix_ms(),
+        node.lru_clock(),
+        &node.stream,
+        &node.stats,
+        ExpirePolicy::Delete,
+    )
+}
+
 /// Refuses a command before running it, like redis's `rejectCommand`: an
 /// open transaction is flagged (EXEC will fail), and a refused EXEC aborts
 /// the transaction with an EXECABORT error.
@@ -740,17 +755,7 @@ static NEXT_WAITER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64:
 /// the order they blocked. Runs with every shard locked, so a waiter's
 /// command (BLMOVE's destination, for one) can touch any key.
 pub fn serve_ready(node: &Arc<Node>, ready: Vec<(usize, Bytes)>) {
-    let guards = node.keyspace.lock_all();
-    let mut view = Some(View::new(
-        &node.keyspace,
-        guards,
-        0,
-        unix_ms(),
-        node.lru_clock(),
-        &node.stream,
-        &node.stats,
-        ExpirePolicy::Delete,
-    ));
+    let mut view = Some(system_view(node, node.keyspace.lock_all(), 0));
     let mut queue: std::collections::VecDeque<(usize, Bytes)> = ready.into();
     while let Some((db, key)) = queue.pop_front() {
         loop {
