@@ -96,7 +96,7 @@ impl ClientHandle {
 #[derive(Default)]
 pub struct Pause {
     /// Pause end (unix ms) and whether all commands (not only writes) wait.
-    pub until: Option<(i64, bool)>,
+    until: Option<(i64, bool)>,
 }
 
 #[derive(Clone)]
@@ -120,6 +120,8 @@ pub struct Node {
     pub next_client_id: AtomicU64,
     pub monitors: AtomicUsize,
     pub pause: Mutex<Pause>,
+    /// Set while a CLIENT PAUSE is in effect.
+    pub pause_active: AtomicBool,
     pub unpaused: Notify,
     pub slowlog: Mutex<VecDeque<SlowlogEntry>>,
     pub slowlog_next_id: AtomicU64,
@@ -238,6 +240,7 @@ impl Node {
             next_client_id: AtomicU64::new(1),
             monitors: AtomicUsize::new(0),
             pause: Mutex::new(Pause::default()),
+            pause_active: AtomicBool::new(false),
             unpaused: Notify::new(),
             slowlog: Mutex::new(VecDeque::new()),
             slowlog_next_id: AtomicU64::new(0),
@@ -263,13 +266,36 @@ impl Node {
         self.clients.lock().len()
     }
 
+    /// Starts a CLIENT PAUSE; a new pause never shortens or weakens one
+    /// in effect.
+    pub fn pause_until(&self, until: i64, all: bool) {
+        let mut p = self.pause.lock();
+        p.until = Some(match p.until {
+            Some((u, a)) => (u.max(until), a || all),
+            None => (until, all),
+        });
+        self.pause_active.store(true, Ordering::Release);
+    }
+
+    /// CLIENT UNPAUSE.
+    pub fn unpause(&self) {
+        let mut p = self.pause.lock();
+        p.until = None;
+        self.pause_active.store(false, Ordering::Release);
+    }
+
     /// Whether a command must wait because of CLIENT PAUSE.
     pub fn paused_for(&self, is_write: bool) -> Option<i64> {
+        // The data path reads one flag; the lock only while a pause is on.
+        if !self.pause_active.load(Ordering::Acquire) {
+            return None;
+        }
         let mut p = self.pause.lock();
         match p.until {
             Some((until, all)) => {
                 if unix_ms() >= until {
                     p.until = None;
+                    self.pause_active.store(false, Ordering::Release);
                     self.unpaused.notify_waiters();
                     None
                 } else if all || is_write {

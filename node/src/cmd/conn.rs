@@ -356,17 +356,11 @@ fn client(ctx: &mut Ctx) -> CmdResult {
                 return err(SYNTAX);
             }
             let until = now.saturating_add(ms);
-            let mut p = ctx.node.pause.lock();
-            // A new pause never shortens or weakens one in effect.
-            let (until, all) = match p.until {
-                Some((u, a)) => (u.max(until), a || all),
-                None => (until, all),
-            };
-            p.until = Some((until, all));
+            ctx.node.pause_until(until, all);
             ctx.out.ok();
         }
         b"unpause" => {
-            ctx.node.pause.lock().until = None;
+            ctx.node.unpause();
             ctx.node.unpaused.notify_waiters();
             ctx.out.ok();
         }
