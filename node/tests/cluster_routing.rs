@@ -330,3 +330,38 @@ fn announced_port_and_hostname_reach_peers_and_redirects() {
     assert!(conf.contains(",node-b.example "), "{conf}");
     assert!(conf.contains("vars currentEpoch"), "{conf}");
 }
+
+#[test]
+fn corrupt_nodes_conf_stops_start_up_and_is_kept() {
+    for bad in [&b"garbage line here\n"[..], &b"\xff\xfe\n"[..]] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nodes.conf");
+        std::fs::write(&path, bad).unwrap();
+        let port = free_port().to_string();
+        let bus = free_port().to_string();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_shardline-node"))
+            .args(["--port", &port, "--bind", "127.0.0.1", "--dir"])
+            .arg(dir.path())
+            .args(["--cluster-enabled", "yes", "--cluster-port", &bus])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("node started on a corrupt nodes.conf");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(!status.success());
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        assert!(err.contains("corrupted cluster config file"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), bad, "the file was rewritten");
+    }
+}

@@ -125,32 +125,36 @@ impl Cluster {
         let settings = settings_from(c, port, bus_port);
         let now = now_ms();
         let seed = rand::random::<u64>();
-        let text = std::fs::read_to_string(&conf_path).unwrap_or_default();
-        let mut machine = if text.trim().is_empty() {
-            let m = Machine::new(settings, now, seed);
-            tracing::info!(
-                "No cluster configuration found, I'm {}",
-                wire::name_str(&m.myself)
-            );
-            m
-        } else {
-            let conf = nodes_conf::parse(&text).map_err(|e| {
-                format!(
-                    "Unrecoverable error: corrupted cluster config file {}: {e}",
-                    conf_path.display()
-                )
-            })?;
-            let m = Machine::from_conf(settings, &conf, now, seed).map_err(|e| {
-                format!(
-                    "Unrecoverable error: corrupted cluster config file {}: {e}",
-                    conf_path.display()
-                )
-            })?;
-            tracing::info!(
-                "Node configuration loaded, I'm {}",
-                wire::name_str(&m.myself)
-            );
-            m
+        // A missing or empty file means a new node; anything unreadable or
+        // corrupt stops start-up rather than replacing our identity.
+        let loaded = nodes_conf::load(&conf_path).map_err(|e| {
+            format!(
+                "Unrecoverable error: corrupted cluster config file {}: {e}",
+                conf_path.display()
+            )
+        })?;
+        let mut machine = match loaded {
+            None => {
+                let m = Machine::new(settings, now, seed);
+                tracing::info!(
+                    "No cluster configuration found, I'm {}",
+                    wire::name_str(&m.myself)
+                );
+                m
+            }
+            Some(conf) => {
+                let m = Machine::from_conf(settings, &conf, now, seed).map_err(|e| {
+                    format!(
+                        "Unrecoverable error: corrupted cluster config file {}: {e}",
+                        conf_path.display()
+                    )
+                })?;
+                tracing::info!(
+                    "Node configuration loaded, I'm {}",
+                    wire::name_str(&m.myself)
+                );
+                m
+            }
         };
         let source_ip = c
             .bind
