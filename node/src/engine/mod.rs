@@ -464,27 +464,28 @@ impl<'a> View<'a> {
     /// Replaces the bytes of an existing string keeping its TTL (APPEND,
     /// SETRANGE, INCR...). The encoding becomes raw when `raw`.
     pub fn update_str(&mut self, key: &[u8], bytes: Vec<u8>, raw: bool) {
-        if raw {
-            let db = self.db;
-            let (shard, slot) = self.shard_for(key);
-            if let Some(t) = shard.dbs[db].table_mut(slot) {
-                if t.contains(key) {
-                    t.replace_str_raw(key, &bytes);
-                    bump_watch(&mut shard.watch, db, key);
-                    self.dirty += 1;
-                    return;
-                }
+        let db = self.db;
+        let clock = match self.lfu {
+            Some(_) => table::lfu_initial(now_minutes()),
+            None => self.lru_clock,
+        };
+        let (shard, slot) = self.shard_for(key);
+        if let Some(t) = shard.dbs[db].table_mut(slot) {
+            if t.replace_str(key, &bytes, raw, clock) {
+                bump_watch(&mut shard.watch, db, key);
+                self.dirty += 1;
+                return;
             }
-            // A new key created by an in-place modification (SETRANGE) is
-            // raw too, as in redis.
-            self.set(key, Value::Str(bytes), true);
+        }
+        // A new key created by an in-place modification (SETRANGE) is
+        // raw too, as in redis.
+        self.set(key, Value::Str(bytes), true);
+        if raw {
             let (shard, slot) = self.shard_for(key);
             if let Some(t) = shard.dbs[db].table_mut(slot) {
                 t.mark_raw(key);
             }
-            return;
         }
-        self.set(key, Value::Str(bytes), true);
     }
 
     /// Marks a string as never int-encoded (INCRBYFLOAT results).

@@ -315,13 +315,28 @@ impl SlotTable {
         old_value
     }
 
-    /// Replaces the bytes of an existing string, keeping TTL and marking the
-    /// encoding raw (as redis does after APPEND/SETRANGE).
-    pub fn replace_str_raw(&mut self, key: &[u8], s: &[u8]) {
-        if let Some(e) = self.entries.find_mut(hash_key(key), |e| e.key() == key) {
-            e.blob = make_blob(key, s);
-            e.meta = (e.meta & !KIND_MASK) | KIND_STR | RAW;
+    /// Replaces the bytes of an existing string, keeping its TTL (INCR,
+    /// APPEND...): overwritten in place when the length is unchanged.
+    /// False when the key is missing or holds a collection.
+    pub fn replace_str(&mut self, key: &[u8], s: &[u8], raw: bool, clock: u32) -> bool {
+        let Some(e) = self.entries.find_mut(hash_key(key), |e| e.key() == key) else {
+            return false;
+        };
+        if e.is_obj() {
+            return false;
         }
+        let klen = e.klen as usize;
+        match e.blob.get_mut(klen..) {
+            Some(p) if p.len() == s.len() => p.copy_from_slice(s),
+            _ => e.blob = make_blob(key, s),
+        }
+        let mut meta = (e.meta & VOLATILE) | KIND_STR;
+        if raw || s.len() > 44 {
+            meta |= RAW;
+        }
+        e.meta = meta;
+        e.set_lru(clock);
+        true
     }
 
     /// Marks a string as raw-encoded (OBJECT ENCODING reports "raw").
