@@ -11,6 +11,7 @@ second and records RSS again. Prints total RSS and growth per key for both,
 and their ratios. Both processes are killed at the end.
 """
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -102,6 +103,7 @@ def main():
         finally:
             p.kill()
             p.wait()
+            shutil.rmtree(d, ignore_errors=True)
         res[name] = (before, after)
         print("%s: RSS %.1f MB -> %.1f MB, %.0f bytes/key of growth"
               % (name, before / 1e6, after / 1e6, (after - before) / n))
