@@ -630,3 +630,60 @@ fn nodes_conf_round_trip_keeps_identity_slots_and_epochs() {
         );
     }
 }
+
+#[test]
+fn a_peer_whose_connection_hangs_is_resolved_again_by_hostname() {
+    // A peer known from nodes.conf, with a hostname, whose old IP swallows
+    // connection attempts (a vanished pod): no reply at all.
+    let me = "a".repeat(40);
+    let peer = "b".repeat(40);
+    let text = format!(
+        "{me} 10.0.0.1:6379@16379 myself,master - 0 0 1 connected 0-8191\n\
+         {peer} 10.0.0.2:6379@16379,node-b.example master - 0 0 2 connected 8192-16383\n\
+         vars currentEpoch 2 lastVoteEpoch 0\n"
+    );
+    let conf = nodes_conf::parse(&text).unwrap();
+    let settings = Settings {
+        node_timeout: 15000,
+        ..Settings::default()
+    };
+    let mut m = Machine::from_conf(settings, &conf, T0, 1).unwrap();
+    m.tick(T0 + 100);
+    let out = m.take_output();
+    let link = out
+        .actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Connect { link, ip, .. } if ip == "10.0.0.2" => Some(*link),
+            _ => None,
+        })
+        .expect("a connection attempt to the old address");
+    // The attempt hangs: within about a second (long before the 15 s node
+    // timeout) the hostname is resolved again.
+    let mut resolved_at = None;
+    for t in (200..3000).step_by(100) {
+        m.tick(T0 + t);
+        let out = m.take_output();
+        if out
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::Resolve { hostname, .. } if hostname == "node-b.example"))
+        {
+            resolved_at = Some(t);
+            break;
+        }
+    }
+    let t = resolved_at.expect("no re-resolution while the connection hangs");
+    assert!(t <= 1300, "re-resolved only after {t} ms");
+    // The new address replaces the old one and the hanging attempt.
+    let name = shardline_node::cluster::machine::parse_name(&peer).unwrap();
+    m.resolved(&name, &["10.0.7.2".to_string()]);
+    let out = m.take_output();
+    assert!(out.actions.contains(&Action::Close { link }));
+    m.tick(T0 + 3000);
+    let out = m.take_output();
+    assert!(out
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::Connect { ip, .. } if ip == "10.0.7.2")));
+}

@@ -1560,20 +1560,24 @@ impl Machine {
                         }
                     }
                 }
-                // Unreachable for a while: maybe it moved; ask DNS.
-                let resolve_after = (timeout / 2).min(RESOLVE_INTERVAL_MS);
-                if let Some(p) = self.nodes.get_mut(name) {
-                    if !p.hostname.is_empty()
-                        && now.saturating_sub(ping_sent) >= resolve_after
-                        && now.saturating_sub(p.last_resolve) >= RESOLVE_INTERVAL_MS
-                    {
-                        p.last_resolve = now;
-                        let hostname = p.hostname.clone();
-                        self.actions.push(Action::Resolve {
-                            node: *name,
-                            hostname,
-                        });
-                    }
+            }
+            // Unreachable for a while (a ping unanswered, or a connection
+            // attempt still pending, as towards a vanished pod IP): maybe
+            // it moved; ask DNS.
+            let resolve_after = (timeout / 2).min(RESOLVE_INTERVAL_MS);
+            let stalled = (ping_sent != 0 && now.saturating_sub(ping_sent) >= resolve_after)
+                || (link.is_some() && !connected && link_age >= resolve_after);
+            if let Some(p) = self.nodes.get_mut(name) {
+                if stalled
+                    && !p.hostname.is_empty()
+                    && now.saturating_sub(p.last_resolve) >= RESOLVE_INTERVAL_MS
+                {
+                    p.last_resolve = now;
+                    let hostname = p.hostname.clone();
+                    self.actions.push(Action::Resolve {
+                        node: *name,
+                        hostname,
+                    });
                 }
             }
         }
