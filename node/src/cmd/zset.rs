@@ -848,22 +848,12 @@ fn select_range<'z>(
             } else {
                 z.first_in_score(r)
             };
-            let Some(start) = start else { return out };
-            let Some(start) = skip_offset(z.len(), start, rev, offset) else {
-                return out;
-            };
-            let mut left = limit;
-            z.walk(start, rev, |m, s| {
-                if left == 0 {
-                    return false;
+            walk_in_range(z, start, rev, offset, limit, &mut out, |_, s| {
+                if rev {
+                    r.gte_min(s)
+                } else {
+                    r.lte_max(s)
                 }
-                let ok = if rev { r.gte_min(s) } else { r.lte_max(s) };
-                if !ok {
-                    return false;
-                }
-                left = left.wrapping_sub(1);
-                out.push((m, s));
-                true
             });
         }
         Parsed::Lex(r) => {
@@ -872,22 +862,12 @@ fn select_range<'z>(
             } else {
                 z.first_in_lex(r)
             };
-            let Some(start) = start else { return out };
-            let Some(start) = skip_offset(z.len(), start, rev, offset) else {
-                return out;
-            };
-            let mut left = limit;
-            z.walk(start, rev, |m, s| {
-                if left == 0 {
-                    return false;
+            walk_in_range(z, start, rev, offset, limit, &mut out, |m, _| {
+                if rev {
+                    r.gte_min(m)
+                } else {
+                    r.lte_max(m)
                 }
-                let ok = if rev { r.gte_min(m) } else { r.lte_max(m) };
-                if !ok {
-                    return false;
-                }
-                left = left.wrapping_sub(1);
-                out.push((m, s));
-                true
             });
         }
     }
@@ -896,6 +876,32 @@ fn select_range<'z>(
 
 /// Moves `offset` steps from `start`; None when that leaves the set (a
 /// negative offset walks off the end, as in redis).
+/// From the first element of a score or lex range (`start`, by rank),
+/// skips `offset` elements and collects up to `limit` (negative: all)
+/// while `inside` holds for the element.
+fn walk_in_range<'z>(
+    z: &'z ZSetObj,
+    start: Option<usize>,
+    rev: bool,
+    offset: i64,
+    limit: i64,
+    out: &mut Vec<(&'z [u8], f64)>,
+    inside: impl Fn(&[u8], f64) -> bool,
+) {
+    let Some(start) = start.and_then(|s| skip_offset(z.len(), s, rev, offset)) else {
+        return;
+    };
+    let mut left = limit;
+    z.walk(start, rev, |m, s| {
+        if left == 0 || !inside(m, s) {
+            return false;
+        }
+        left = left.wrapping_sub(1);
+        out.push((m, s));
+        true
+    });
+}
+
 fn skip_offset(len: usize, start: usize, rev: bool, offset: i64) -> Option<usize> {
     if offset < 0 {
         return None;
