@@ -287,14 +287,13 @@ impl Cluster {
         self.pubsubshard_when_down
             .store(c.cluster_allow_pubsubshard_when_down, Ordering::Relaxed);
         let s = settings_from(c, self.port, self.bus_port);
+        // refresh_myself marks the map changed: drive republishes it with
+        // the endpoint type stored above.
         self.drive(|m, now| {
             m.settings = s;
             m.refresh_myself();
             m.update_state(now);
         });
-        let e = endpoint_type(c);
-        let m = self.machine.lock();
-        self.map.store(Arc::new(SlotMap::build(&m, e)));
     }
 
     /// Writes nodes.conf (CLUSTER SAVECONFIG and every change that matters).

@@ -452,7 +452,7 @@ fn write_slots(m: &Machine, out: &mut ReplyWriter, e: EndpointType) {
     }
 }
 
-fn write_shard_node(m: &Machine, out: &mut ReplyWriter, p: &Peer, e: EndpointType) {
+fn write_shard_node(out: &mut ReplyWriter, p: &Peer, e: EndpointType) {
     let mut n = 7;
     if !p.hostname.is_empty() {
         n += 1;
@@ -483,7 +483,6 @@ fn write_shard_node(m: &Machine, out: &mut ReplyWriter, p: &Peer, e: EndpointTyp
         "online"
     };
     out.bulk_str(health);
-    let _ = m;
 }
 
 fn write_shards(m: &Machine, out: &mut ReplyWriter, e: EndpointType) {
@@ -509,9 +508,9 @@ fn write_shards(m: &Machine, out: &mut ReplyWriter, e: EndpointType) {
             .filter(|p| p.slaveof == Some(master.name) && p.is_replica())
             .collect();
         out.array(1 + replicas.len());
-        write_shard_node(m, out, master, e);
+        write_shard_node(out, master, e);
         for r in replicas {
-            write_shard_node(m, out, r, e);
+            write_shard_node(out, r, e);
         }
     }
 }

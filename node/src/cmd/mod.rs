@@ -405,30 +405,18 @@ fn route(
     let mut slot: Option<usize> = None;
     let mut is_write = false;
     let map = c.map();
-    if is_exec {
-        for q in client.multi.iter().flatten() {
-            let Ok((_, qs)) = resolve(q) else { continue };
-            if let Err(e) = route_keys(qs, q, &mut slot, &mut is_write) {
-                return Some(e.to_string());
-            }
-            if let Some(s) = slot {
-                if map.route(s) == Route::Unbound {
-                    return Some("CLUSTERDOWN Hash slot not served".to_string());
-                }
-            }
-        }
+    let routed = if is_exec {
+        client
+            .multi
+            .iter()
+            .flatten()
+            .filter_map(|q| resolve(q).ok().map(|(_, qs)| (qs, q)))
+            .try_for_each(|(qs, q)| route_keys(&map, qs, q, &mut slot, &mut is_write))
     } else {
-        // The first key's slot must be served before other keys are
-        // compared with it.
-        let idx = routing_keys(spec, args);
-        if let Some(first) = idx.first().and_then(|i| args.get(*i)) {
-            if map.route(key_slot(first)) == Route::Unbound {
-                return Some("CLUSTERDOWN Hash slot not served".to_string());
-            }
-        }
-        if let Err(e) = route_keys(spec, args, &mut slot, &mut is_write) {
-            return Some(e.to_string());
-        }
+        route_keys(&map, spec, args, &mut slot, &mut is_write)
+    };
+    if let Err(e) = routed {
+        return Some(e.to_string());
     }
     let slot = slot?;
     if !map.ok {
@@ -453,9 +441,11 @@ fn route(
     }
 }
 
-/// Folds a command's keys into the slot of the request: an error when two
-/// keys hash to different slots.
+/// Folds a command's keys into the slot of the request, as redis's
+/// getNodeByQuery: the first key's slot must be served, and every other
+/// key must hash to it.
 fn route_keys(
+    map: &crate::cluster::slotmap::SlotMap,
     spec: &CommandSpec,
     args: &[Bytes],
     slot: &mut Option<usize>,
@@ -469,7 +459,12 @@ fn route_keys(
         let Some(k) = args.get(i) else { continue };
         let s = key_slot(k);
         match *slot {
-            None => *slot = Some(s),
+            None => {
+                if map.route(s) == crate::cluster::slotmap::Route::Unbound {
+                    return Err("CLUSTERDOWN Hash slot not served");
+                }
+                *slot = Some(s);
+            }
             Some(first) if first != s => {
                 return Err("CROSSSLOT Keys in request don't hash to the same slot")
             }
