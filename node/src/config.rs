@@ -805,8 +805,8 @@ config_table! {
     bind: Vec<String> = "bind" [] Kind::Bind, "* -::*", Mutable, Implemented;
     protected_mode: bool = "protected-mode" [] Bool, "yes", Mutable, Implemented;
     requirepass: String = "requirepass" [] Str, "", Mutable, Implemented;
-    masterauth: String = "masterauth" [] Str, "", Mutable, Accepted;
-    masteruser: String = "masteruser" [] Str, "", Mutable, Accepted;
+    masterauth: String = "masterauth" [] Str, "", Mutable, Implemented;
+    masteruser: String = "masteruser" [] Str, "", Mutable, Implemented;
     /// Working directory (RDB/AOF/nodes.conf are relative to it).
     dir: String = "dir" [] Str, ".", Protected, Implemented;
     dbfilename: String = "dbfilename" [] Str, "dump.rdb", Protected, Accepted;
@@ -855,17 +855,18 @@ config_table! {
     lazyfree_lazy_user_del: bool = "lazyfree-lazy-user-del" [] Bool, "no", Mutable, Accepted;
     lazyfree_lazy_user_flush: bool = "lazyfree-lazy-user-flush" [] Bool, "no", Mutable, Accepted;
     active_expire_effort: i64 = "active-expire-effort" [] Int { min: 1, max: 10 }, "1", Mutable, Implemented;
-    replica_read_only: bool = "replica-read-only" ["slave-read-only"] Bool, "yes", Mutable, Accepted;
-    replica_serve_stale_data: bool = "replica-serve-stale-data" ["slave-serve-stale-data"] Bool, "yes", Mutable, Accepted;
-    repl_backlog_size: i64 = "repl-backlog-size" [] Memory { min: 1, max: LL_MAX }, "1mb", Mutable, Accepted;
-    repl_backlog_ttl: i64 = "repl-backlog-ttl" [] Int { min: 0, max: I32_MAX }, "3600", Mutable, Accepted;
-    repl_diskless_sync: bool = "repl-diskless-sync" [] Bool, "yes", Mutable, Accepted;
+    replica_read_only: bool = "replica-read-only" ["slave-read-only"] Bool, "yes", Mutable, Implemented;
+    replica_serve_stale_data: bool = "replica-serve-stale-data" ["slave-serve-stale-data"] Bool, "yes", Mutable, Implemented;
+    repl_backlog_size: i64 = "repl-backlog-size" [] Memory { min: 1, max: LL_MAX }, "1mb", Mutable, Implemented;
+    repl_backlog_ttl: i64 = "repl-backlog-ttl" [] Int { min: 0, max: I32_MAX }, "3600", Mutable, Implemented;
+    repl_diskless_sync: bool = "repl-diskless-sync" [] Bool, "yes", Mutable, Implemented;
     repl_diskless_sync_delay: i64 = "repl-diskless-sync-delay" [] Int { min: 0, max: I32_MAX }, "5", Mutable, Accepted;
-    repl_timeout: i64 = "repl-timeout" [] Int { min: 1, max: I32_MAX }, "60", Mutable, Accepted;
-    min_replicas_to_write: i64 = "min-replicas-to-write" ["min-slaves-to-write"] Int { min: 0, max: I32_MAX }, "0", Mutable, Accepted;
-    min_replicas_max_lag: i64 = "min-replicas-max-lag" ["min-slaves-max-lag"] Int { min: 0, max: I32_MAX }, "10", Mutable, Accepted;
-    replicaof: Option<ReplicaOf> = "replicaof" ["slaveof"] Kind::ReplicaOf, "", Immutable, Accepted;
-    replica_announce_ip: String = "replica-announce-ip" ["slave-announce-ip"] Str, "", Mutable, Accepted;
+    repl_ping_replica_period: i64 = "repl-ping-replica-period" ["repl-ping-slave-period"] Int { min: 1, max: I32_MAX }, "10", Mutable, Implemented;
+    repl_timeout: i64 = "repl-timeout" [] Int { min: 1, max: I32_MAX }, "60", Mutable, Implemented;
+    min_replicas_to_write: i64 = "min-replicas-to-write" ["min-slaves-to-write"] Int { min: 0, max: I32_MAX }, "0", Mutable, Implemented;
+    min_replicas_max_lag: i64 = "min-replicas-max-lag" ["min-slaves-max-lag"] Int { min: 0, max: I32_MAX }, "10", Mutable, Implemented;
+    replicaof: Option<ReplicaOf> = "replicaof" ["slaveof"] Kind::ReplicaOf, "", Immutable, Implemented;
+    replica_announce_ip: String = "replica-announce-ip" ["slave-announce-ip"] Str, "", Mutable, Implemented;
     replica_priority: i64 = "replica-priority" ["slave-priority"] Int { min: 0, max: I32_MAX }, "100", Mutable, Accepted;
     client_output_buffer_limit: ClientOutputBufferLimits = "client-output-buffer-limit" [] Kind::ClientOutputBufferLimit,
         "normal 0 0 0 slave 256mb 64mb 60 pubsub 32mb 8mb 60", Mutable, Accepted;

@@ -10,6 +10,8 @@ pub mod engine;
 pub mod glob;
 pub mod node;
 pub mod pubsub;
+pub mod rdb;
+pub mod replication;
 pub mod resp;
 pub mod server;
 pub mod stats;

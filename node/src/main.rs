@@ -139,6 +139,14 @@ async fn run(node: Arc<Node>, pidfile: &str) -> ExitCode {
         shards = node.keyspace.nshards(),
         "Ready to accept connections"
     );
+    let replicaof = node.config.read().replicaof.clone();
+    if let Some(r) = replicaof {
+        if node.cluster.get().is_some() {
+            tracing::warn!("replicaof is ignored in cluster mode (use CLUSTER REPLICATE)");
+        } else {
+            shardline_node::replication::set_master(&node, Some((r.host.clone(), r.port)));
+        }
+    }
     for l in listeners {
         tokio::spawn(server::accept_loop(node.clone(), l));
     }

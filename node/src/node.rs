@@ -46,6 +46,10 @@ pub mod cflag {
     pub const MONITOR: u32 = 4;
     pub const BLOCKED: u32 = 8;
     pub const NO_EVICT: u32 = 16;
+    /// The connection to our master (CLIENT LIST flag M).
+    pub const MASTER: u32 = 32;
+    /// A replica's connection (CLIENT LIST flag S).
+    pub const REPLICA: u32 = 64;
 }
 
 /// The part of a client visible to other connections (CLIENT LIST/KILL,
@@ -137,6 +141,15 @@ pub struct Node {
     pub hot: HotConfig,
     /// Cluster mode, when `cluster-enabled yes`.
     pub cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
+    /// Role, replication IDs, the master link and attached replicas.
+    pub repl: crate::replication::Replication,
+    /// Held while a replica applies one command from its master and
+    /// passes it on, and while a snapshot starts: a snapshot never sees a
+    /// command applied but not yet in the stream.
+    pub repl_apply: Mutex<()>,
+    /// Where a replica's own executions report their effects: nowhere (the
+    /// master's bytes are passed on verbatim instead).
+    pub discard: WriteStream,
 }
 
 /// Configuration values read on every request, kept in atomics so the data
@@ -151,6 +164,10 @@ pub struct HotConfig {
     pub slowlog_slower_than: AtomicI64,
     pub slowlog_max_len: AtomicU64,
     pub hz: AtomicU32,
+    /// min-replicas-to-write (high 32 bits) and min-replicas-max-lag.
+    pub min_replicas: AtomicU64,
+    pub replica_read_only: AtomicBool,
+    pub replica_serve_stale_data: AtomicBool,
     /// `lfu-log-factor`, `lfu-decay-time`, when the policy is an LFU one.
     /// Packed: bit 63 set when enabled, factor in bits 32..63, decay below.
     lfu: AtomicU64,
@@ -178,6 +195,14 @@ impl HotConfig {
         self.slowlog_max_len
             .store(nonneg(c.slowlog_max_len), Ordering::Relaxed);
         self.hz.store(c.hz.clamp(1, 500) as u32, Ordering::Relaxed);
+        let to_write = c.min_replicas_to_write.clamp(0, i64::from(u32::MAX)) as u64;
+        let lag = c.min_replicas_max_lag.clamp(0, i64::from(u32::MAX)) as u64;
+        self.min_replicas
+            .store((to_write << 32) | lag, Ordering::Relaxed);
+        self.replica_read_only
+            .store(c.replica_read_only, Ordering::Relaxed);
+        self.replica_serve_stale_data
+            .store(c.replica_serve_stale_data, Ordering::Relaxed);
         let packed = if c.maxmemory_policy.as_str().contains("lfu") {
             let factor = c.lfu_log_factor.clamp(0, i64::from(i32::MAX)) as u64;
             let decay = c.lfu_decay_time.clamp(0, i64::from(u32::MAX)) as u64;
@@ -254,7 +279,32 @@ impl Node {
             port: AtomicU32::new(0),
             hot,
             cluster: std::sync::OnceLock::new(),
+            repl: Default::default(),
+            repl_apply: Mutex::new(()),
+            discard: WriteStream::default(),
         })
+    }
+
+    /// The stream a command's effects go to: ours as a master; nowhere as
+    /// a replica (see `discard`).
+    #[inline]
+    pub fn effects_stream(&self) -> &WriteStream {
+        if self.repl.is_replica() {
+            &self.discard
+        } else {
+            &self.stream
+        }
+    }
+
+    /// Masters expire keys; replicas only hide them and wait for the
+    /// master's DEL.
+    #[inline]
+    pub fn expire_policy(&self) -> crate::engine::ExpirePolicy {
+        if self.repl.is_replica() {
+            crate::engine::ExpirePolicy::Hide
+        } else {
+            crate::engine::ExpirePolicy::Delete
+        }
     }
 
     /// The LRU clock: seconds, 24 bits, like redis's.

@@ -214,9 +214,14 @@ async fn connection(node: Arc<Node>, mut stream: TcpStream, addr: SocketAddr, id
         inbuf: BytesMut::with_capacity(READ_CHUNK),
         out: BytesMut::with_capacity(READ_CHUNK),
         pending: None,
+        replicate: None,
     };
     if let Err(e) = conn.run(&mut client, &mut stream, &mut push_rx).await {
         tracing::debug!(id, %addr, "connection closed: {e}");
+    }
+    if let Some(req) = conn.replicate.take() {
+        let inbuf = std::mem::take(&mut conn.inbuf);
+        crate::replication::master::serve(node.clone(), stream, &mut client, req, inbuf).await;
     }
     cleanup(&node, &mut client);
 }
@@ -241,6 +246,8 @@ struct Conn {
     out: BytesMut,
     /// A request waiting for CLIENT PAUSE to end.
     pending: Option<Vec<Bytes>>,
+    /// Set by SYNC/PSYNC: the connection becomes a replication session.
+    replicate: Option<crate::replication::master::PsyncRequest>,
 }
 
 enum Step {
@@ -248,6 +255,12 @@ enum Step {
     Close,
     Wait(i64),
     Blocked(Blocked),
+    Replicate,
+    WaitReplicas {
+        offset: u64,
+        needed: usize,
+        deadline: Option<std::time::Instant>,
+    },
 }
 
 impl Conn {
@@ -292,6 +305,13 @@ impl Conn {
                                 }
                                 step = self.process(client);
                             }
+                            Step::Replicate => return Ok(()),
+                            Step::WaitReplicas { offset, needed, deadline } => {
+                                if !self.wait_replicas(client, offset, needed, deadline).await {
+                                    return Ok(());
+                                }
+                                step = self.process(client);
+                            }
                         }
                     }
                 }
@@ -308,6 +328,41 @@ impl Conn {
                     self.flush(&mut wr, client).await?;
                     let _ = handle.pending_push.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(n)));
                 }
+            }
+        }
+    }
+
+    /// WAIT: replies with the number of replicas that acknowledged
+    /// `offset`, once `needed` did or at the deadline. False when the
+    /// client was killed meanwhile.
+    async fn wait_replicas(
+        &mut self,
+        client: &mut Client,
+        offset: u64,
+        needed: usize,
+        deadline: Option<std::time::Instant>,
+    ) -> bool {
+        let handle = client.handle.clone();
+        let repl = &self.node.repl;
+        loop {
+            let notified = repl.acked.notified();
+            let n = repl.acked_at_least(offset);
+            let expired = deadline.is_some_and(|d| std::time::Instant::now() >= d);
+            if n >= needed || expired {
+                let mut w = ReplyWriter::new(&mut self.out, client.proto);
+                w.int(n as i64);
+                return true;
+            }
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = notified => {}
+                _ = sleep => {}
+                _ = handle.kill.notified() => return false,
             }
         }
     }
@@ -468,6 +523,21 @@ impl Conn {
                 }
                 Flow::Blocked(b) => return Step::Blocked(b),
                 Flow::Block(_) => {}
+                Flow::Replicate(req) => {
+                    self.replicate = Some(req);
+                    return Step::Replicate;
+                }
+                Flow::WaitReplicas {
+                    offset,
+                    needed,
+                    deadline,
+                } => {
+                    return Step::WaitReplicas {
+                        offset,
+                        needed,
+                        deadline,
+                    }
+                }
             }
             if client.close_after_reply {
                 return Step::Close;
@@ -548,6 +618,7 @@ pub async fn cron(node: Arc<Node>) {
     use rand::Rng;
     let mut rng = rand::rngs::StdRng::from_entropy();
     use rand::SeedableRng;
+    let mut last_second = 0i64;
     loop {
         let hz = node.hot.hz.load(Ordering::Relaxed).max(1);
         let period = Duration::from_millis(1000 / u64::from(hz));
@@ -556,6 +627,10 @@ pub async fn cron(node: Arc<Node>) {
             _ = node.shutdown.notified() => return,
         }
         let now = unix_ms();
+        if now / 1000 != last_second {
+            last_second = now / 1000;
+            crate::replication::cron(&node, last_second as u64);
+        }
         {
             let count = node.stats.total_commands_processed.load(Ordering::Relaxed);
             node.stats.ops_sampler.lock().sample(now, count);
@@ -566,7 +641,13 @@ pub async fn cron(node: Arc<Node>) {
         let budget = period.mul_f64(0.25 * (1.0 + (effort as f64 - 1.0) / 9.0))
             / node.keyspace.nshards() as u32;
         let started = std::time::Instant::now();
+        // Only masters expire keys actively; a replica waits for its
+        // master's DEL.
+        let expiring = !node.repl.is_replica();
         for id in 0..node.keyspace.nshards() {
+            if !expiring {
+                break;
+            }
             let guards = node.keyspace.lock(&[id]);
             let mut view = crate::engine::View::new(
                 &node.keyspace,
@@ -591,7 +672,9 @@ pub async fn cron(node: Arc<Node>) {
             for c in node.clients.lock().values() {
                 let exempt = c.has_flag(cflag::PUBSUB)
                     || c.has_flag(cflag::BLOCKED)
-                    || c.has_flag(cflag::MONITOR);
+                    || c.has_flag(cflag::MONITOR)
+                    || c.has_flag(cflag::MASTER)
+                    || c.has_flag(cflag::REPLICA);
                 if !exempt && c.last_interaction_ms.load(Ordering::Relaxed) < limit {
                     tracing::debug!(id = c.id, "closing idle client");
                     c.kill();

@@ -188,12 +188,40 @@ fn validate_name(n: &[u8]) -> CmdResult {
     Ok(())
 }
 
+/// The class CLIENT LIST/KILL TYPE filters by.
+fn client_kind(c: &ClientHandle) -> &'static str {
+    if c.has_flag(cflag::MASTER) {
+        "master"
+    } else if c.has_flag(cflag::REPLICA) {
+        "replica"
+    } else if c.has_flag(cflag::PUBSUB) {
+        "pubsub"
+    } else {
+        "normal"
+    }
+}
+
+fn kind_name(t: &[u8]) -> &'static str {
+    match t {
+        b"master" => "master",
+        b"replica" | b"slave" => "replica",
+        b"pubsub" => "pubsub",
+        _ => "normal",
+    }
+}
+
 /// One CLIENT LIST / CLIENT INFO line, with redis 7.0's fields.
 pub fn client_line(c: &ClientHandle, now_ms: i64, current_cmd: Option<&str>) -> String {
     let flags = c.flags.load(Ordering::Relaxed);
     let mut f = String::new();
     if flags & cflag::PUBSUB != 0 {
         f.push('P');
+    }
+    if flags & cflag::MASTER != 0 {
+        f.push('M');
+    }
+    if flags & cflag::REPLICA != 0 {
+        f.push('S');
     }
     if flags & cflag::MULTI != 0 {
         f.push('x');
@@ -321,12 +349,7 @@ fn client(ctx: &mut Ctx) -> CmdResult {
                     }
                 }
                 if let Some(t) = &ty {
-                    let is_pubsub = c.has_flag(cflag::PUBSUB);
-                    let keep = match &t[..] {
-                        b"pubsub" => is_pubsub,
-                        b"normal" => !is_pubsub,
-                        _ => false,
-                    };
+                    let keep = client_kind(&c) == kind_name(t);
                     if !keep {
                         continue;
                     }
@@ -530,12 +553,7 @@ fn client_kill(ctx: &mut Ctx) -> CmdResult {
             continue;
         }
         if let Some(t) = &ty {
-            let is_pubsub = c.has_flag(cflag::PUBSUB);
-            let keep = match &t[..] {
-                b"pubsub" => is_pubsub,
-                b"normal" => !is_pubsub,
-                _ => false,
-            };
+            let keep = client_kind(&c) == kind_name(t);
             if !keep {
                 continue;
             }

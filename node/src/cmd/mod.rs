@@ -9,6 +9,7 @@ pub mod keys;
 pub mod list;
 pub mod multi;
 pub mod pubsub;
+pub mod repl;
 pub mod server;
 pub mod set;
 pub mod strings;
@@ -24,7 +25,7 @@ use smallvec::SmallVec;
 
 use crate::blocking::{BlockSpec, Blocked, TimeoutReply, Waiter};
 use crate::cmdspec::{self, flag, CommandSpec};
-use crate::engine::{key_slot, ExpirePolicy, View};
+use crate::engine::{key_slot, View};
 use crate::node::{cflag, unix_ms, ClientHandle, Node, SlowlogEntry};
 use crate::resp::{Proto, ReplyWriter};
 
@@ -111,6 +112,10 @@ pub struct Client {
     pub asking: bool,
     /// READONLY: reads may be served by a replica.
     pub readonly: bool,
+    /// This is the link to our master, applying its stream.
+    pub is_master: bool,
+    /// REPLCONF facts a replica sent before SYNC/PSYNC.
+    pub repl_hello: Option<crate::replication::master::ReplicaHello>,
 }
 
 impl Client {
@@ -137,6 +142,8 @@ impl Client {
             in_exec: false,
             asking: false,
             readonly: false,
+            is_master: false,
+            repl_hello: None,
         }
     }
 
@@ -163,6 +170,15 @@ pub enum Flow {
     /// The client is registered as blocked; the connection waits for the
     /// reply or the timeout.
     Blocked(Blocked),
+    /// SYNC/PSYNC: the connection becomes a replication session.
+    Replicate(crate::replication::master::PsyncRequest),
+    /// WAIT: reply with the number of replicas that acknowledged `offset`
+    /// once `needed` did or at the deadline.
+    WaitReplicas {
+        offset: u64,
+        needed: usize,
+        deadline: Option<std::time::Instant>,
+    },
 }
 
 /// Everything a command handler works with.
@@ -228,6 +244,7 @@ fn table() -> &'static HashMap<&'static str, Entry> {
         set::register(&mut m);
         zset::register(&mut m);
         cluster::register(&mut m);
+        repl::register(&mut m);
         m
     })
 }
@@ -503,9 +520,9 @@ pub fn make_view<'a>(
         client.db,
         now,
         ((now / 1000) as u32) & crate::engine::table::LRU_CLOCK_MAX,
-        &node.stream,
+        node.effects_stream(),
         &node.stats,
-        ExpirePolicy::Delete,
+        node.expire_policy(),
     );
     v.lfu = node.hot.lfu();
     v
@@ -520,9 +537,9 @@ pub fn system_view<'a>(node: &'a Node, guards: crate::engine::Guards<'a>, db: us
         db,
         unix_ms(),
         node.lru_clock(),
-        &node.stream,
+        node.effects_stream(),
         &node.stats,
-        ExpirePolicy::Delete,
+        node.expire_policy(),
     )
 }
 
@@ -543,6 +560,40 @@ fn reject(node: &Arc<Node>, client: &mut Client, args: &[Bytes], w: &mut ReplyWr
     } else {
         w.error(msg);
     }
+}
+
+/// Refusals that depend on the replication role, as redis's
+/// processCommand: writes on a read-only replica, anything but a few
+/// commands while a replica's link is down and replica-serve-stale-data
+/// is off, and writes on a master short of min-replicas-to-write good
+/// replicas.
+fn replication_check(node: &Node, client: &Client, spec: &CommandSpec) -> Option<&'static str> {
+    if client.is_master {
+        return None;
+    }
+    let write = spec.flags & flag::WRITE != 0;
+    if node.repl.is_replica() {
+        if write && node.hot.replica_read_only.load(Ordering::Relaxed) {
+            return Some("READONLY You can't write against a read only replica.");
+        }
+        if !node.hot.replica_serve_stale_data.load(Ordering::Relaxed)
+            && !node.repl.link_up.load(Ordering::Relaxed)
+            && spec.flags & flag::STALE == 0
+        {
+            return Some(
+                "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
+            );
+        }
+        return None;
+    }
+    if write {
+        let m = node.hot.min_replicas.load(Ordering::Relaxed);
+        let (to_write, lag) = ((m >> 32) as usize, (m & 0xffff_ffff) as i64);
+        if to_write > 0 && lag > 0 && node.repl.good_replicas(lag) < to_write {
+            return Some("NOREPLICAS Not enough good replicas to write.");
+        }
+    }
+    None
 }
 
 /// Executes one request and writes its reply into `out`.
@@ -590,7 +641,7 @@ pub fn dispatch(
         w.error(&unknown_command(args).0);
         return Flow::Continue;
     };
-    if let Some(c) = node.cluster.get() {
+    if let (Some(c), false) = (node.cluster.get(), client.is_master) {
         if let Some(e) = route(c, client, spec, args) {
             node.stats
                 .total_error_replies
@@ -630,9 +681,18 @@ pub fn dispatch(
         w.simple("QUEUED");
         return Flow::Continue;
     }
+    if let Some(e) = replication_check(node, client, spec) {
+        node.stats
+            .total_error_replies
+            .fetch_add(1, Ordering::Relaxed);
+        reject(node, client, args, &mut w, e);
+        return Flow::Continue;
+    }
     let is_write = spec.flags & (flag::WRITE | flag::MAY_REPLICATE) != 0;
-    if let Some(until) = node.paused_for(is_write) {
-        return Flow::WaitPause(until);
+    if !client.is_master {
+        if let Some(until) = node.paused_for(is_write) {
+            return Flow::WaitPause(until);
+        }
     }
     let started = Instant::now();
     let (flow, view) = run_with_view(node, client, args, &mut w, spec, entry, None);

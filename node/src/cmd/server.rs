@@ -181,9 +181,10 @@ pub fn info_text(node: &Node, sections: &[String], sizes: Option<Vec<(usize, usi
     }
     if want("persistence") {
         let s = format!(
-            "loading:0\r\nasync_loading:0\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\ncurrent_fork_perc:0.00\r\ncurrent_save_keys_processed:0\r\ncurrent_save_keys_total:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:0\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:ok\r\nrdb_last_bgsave_time_sec:-1\r\nrdb_current_bgsave_time_sec:-1\r\naof_enabled:{}\r\naof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\naof_last_rewrite_time_sec:-1\r\naof_current_rewrite_time_sec:-1\r\naof_last_bgrewrite_status:ok\r\naof_last_write_status:ok\r\n",
+            "loading:0\r\nasync_loading:0\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\ncurrent_fork_perc:0.00\r\ncurrent_save_keys_processed:0\r\ncurrent_save_keys_total:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:0\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:ok\r\nrdb_last_bgsave_time_sec:-1\r\nrdb_current_bgsave_time_sec:-1\r\nrdb_last_cow_size:{}\r\naof_enabled:{}\r\naof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\naof_last_rewrite_time_sec:-1\r\naof_current_rewrite_time_sec:-1\r\naof_last_bgrewrite_status:ok\r\naof_last_write_status:ok\r\n",
             node.dirty.load(Ordering::Relaxed),
             node.lastsave.load(Ordering::Relaxed),
+            node.repl.last_cow_size.load(Ordering::Relaxed),
             i32::from(cfg.appendonly),
         );
         section("Persistence", s);
@@ -192,13 +193,16 @@ pub fn info_text(node: &Node, sections: &[String], sizes: Option<Vec<(usize, usi
         let st = &node.stats;
         let g = Stats::get;
         let s = format!(
-            "total_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\ntotal_error_replies:{}\r\nexpire_cycle_cpu_milliseconds:{}\r\n",
+            "total_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\ntotal_error_replies:{}\r\nexpire_cycle_cpu_milliseconds:{}\r\n",
             g(&st.total_connections_received),
             g(&st.total_commands_processed),
             st.ops_sampler.lock().rate(),
             g(&st.total_net_input_bytes),
             g(&st.total_net_output_bytes),
             g(&st.rejected_connections),
+            node.repl.sync_full.load(std::sync::atomic::Ordering::Relaxed),
+            node.repl.sync_partial_ok.load(std::sync::atomic::Ordering::Relaxed),
+            node.repl.sync_partial_err.load(std::sync::atomic::Ordering::Relaxed),
             g(&st.expired_keys),
             g(&st.evicted_keys),
             g(&st.keyspace_hits),
@@ -211,12 +215,7 @@ pub fn info_text(node: &Node, sections: &[String], sizes: Option<Vec<(usize, usi
         section("Stats", s);
     }
     if want("replication") {
-        let s = format!(
-            "role:master\r\nconnected_slaves:0\r\nmaster_failover_state:no-failover\r\nmaster_replid:{}\r\nmaster_replid2:0000000000000000000000000000000000000000\r\nmaster_repl_offset:{}\r\nsecond_repl_offset:-1\r\nrepl_backlog_active:0\r\nrepl_backlog_size:1048576\r\nrepl_backlog_first_byte_offset:0\r\nrepl_backlog_histlen:0\r\n",
-            node.run_id,
-            node.stream.offset(),
-        );
-        section("Replication", s);
+        section("Replication", crate::replication::info(node));
     }
     if want("cpu") {
         let (sys, user) = cpu_times();

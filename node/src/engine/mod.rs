@@ -10,6 +10,7 @@
 //! held, so the stream's order is consistent with the order of execution.
 
 pub mod object;
+pub mod snapshot;
 pub mod table;
 pub mod types;
 
@@ -103,6 +104,8 @@ pub struct Shard {
     pub expire_cursor: (usize, usize),
     /// Clients blocked on keys of this shard, in the order they blocked.
     pub blocked: HashMap<(usize, Bytes), VecDeque<Arc<Waiter>>>,
+    /// The running snapshot's view of this shard, if one runs.
+    pub snap: Option<snapshot::ShardSnap>,
 }
 
 /// Handle that commands use to defer freeing of large values.
@@ -143,7 +146,8 @@ impl Keyspace {
                     dbs: (0..databases).map(|_| Db::default()).collect(),
                     watch: WatchTable::default(),
                     blocked: HashMap::new(),
-                    expire_cursor: (0, 0),
+                    expire_cursor: (0, id),
+                    snap: None,
                 })
             })
             .collect();
@@ -317,6 +321,15 @@ impl<'a> View<'a> {
         (&mut self.guards[i].1, slot)
     }
 
+    /// Like `shard_for`, for a change: a running snapshot first records
+    /// the slot as it is.
+    #[inline]
+    fn shard_for_write(&mut self, key: &[u8]) -> (&mut Shard, usize) {
+        let (shard, slot) = self.shard_for(key);
+        shard.before_write(slot);
+        (shard, slot)
+    }
+
     /// Whether the shard owning `key` is locked by this view.
     pub fn owns(&self, key: &[u8]) -> bool {
         let id = self.slot_of(key) % self.nshards;
@@ -336,6 +349,10 @@ impl<'a> View<'a> {
                 if policy == ExpirePolicy::Hide {
                     return true;
                 }
+                shard.before_write(slot);
+                let Some(t) = shard.dbs[db].table_mut(slot) else {
+                    return true;
+                };
                 if let Some((v, _)) = t.remove(key) {
                     shard.dbs[db].keys -= 1;
                     bump_watch(&mut shard.watch, db, key);
@@ -435,7 +452,7 @@ impl<'a> View<'a> {
             return None;
         }
         let db = self.db;
-        let (shard, slot) = self.shard_for(key);
+        let (shard, slot) = self.shard_for_write(key);
         shard.dbs[db].table_mut(slot)?.get_obj_mut(key)
     }
 
@@ -448,7 +465,7 @@ impl<'a> View<'a> {
             Some(_) => table::lfu_initial(now_minutes()),
             None => self.lru_clock,
         };
-        let (shard, slot) = self.shard_for(key);
+        let (shard, slot) = self.shard_for_write(key);
         let old = shard.dbs[db]
             .table_create(slot)
             .insert(key, value, keep_ttl, clock);
@@ -469,7 +486,7 @@ impl<'a> View<'a> {
             Some(_) => table::lfu_initial(now_minutes()),
             None => self.lru_clock,
         };
-        let (shard, slot) = self.shard_for(key);
+        let (shard, slot) = self.shard_for_write(key);
         if let Some(t) = shard.dbs[db].table_mut(slot) {
             if t.replace_str(key, &bytes, raw, clock) {
                 bump_watch(&mut shard.watch, db, key);
@@ -503,7 +520,7 @@ impl<'a> View<'a> {
             return None;
         }
         let db = self.db;
-        let (shard, slot) = self.shard_for(key);
+        let (shard, slot) = self.shard_for_write(key);
         let t = shard.dbs[db].table_mut(slot)?;
         let (v, _) = t.remove(key)?;
         shard.dbs[db].keys -= 1;
@@ -539,7 +556,7 @@ impl<'a> View<'a> {
             return false;
         }
         let db = self.db;
-        let (shard, slot) = self.shard_for(key);
+        let (shard, slot) = self.shard_for_write(key);
         let Some(t) = shard.dbs[db].table_mut(slot) else {
             return false;
         };
@@ -655,7 +672,9 @@ impl<'a> View<'a> {
             vec![self.db]
         };
         let mut garbage = Vec::new();
+        let nshards = self.nshards;
         for (_, shard) in self.guards.iter_mut() {
+            shard.before_write_all(nshards);
             for &db in &dbs {
                 removed += shard.dbs[db].len();
                 garbage.push(shard.dbs[db].take_all());
@@ -676,6 +695,7 @@ impl<'a> View<'a> {
         let db = self.db;
         let i = self.shard_idx(slot);
         let shard = &mut self.guards[i].1;
+        shard.before_write(slot);
         shard.watch.epoch += 1;
         match shard.dbs[db].take_slot(slot) {
             Some(t) => {
@@ -751,7 +771,9 @@ impl<'a> View<'a> {
 
     /// Swaps two databases (SWAPDB).
     pub fn swap_db(&mut self, a: usize, b: usize) {
+        let nshards = self.nshards;
         for (_, shard) in self.guards.iter_mut() {
+            shard.before_write_all(nshards);
             shard.dbs.swap(a, b);
             shard.watch.epoch += 1;
         }

@@ -405,6 +405,18 @@ impl SlotTable {
         self.entries.iter().map(|e| e.key())
     }
 
+    /// Visits every key with its value and expiry (snapshots).
+    pub fn for_each_entry(&self, mut f: impl FnMut(&[u8], ValueRef<'_>, Option<i64>)) {
+        for e in self.entries.iter() {
+            let exp = if e.is_volatile() {
+                self.expires.as_ref().and_then(|x| x.get(e.key()).copied())
+            } else {
+                None
+            };
+            f(e.key(), self.value_of(e), exp);
+        }
+    }
+
     /// The key at a random position of the expires index.
     pub fn random_volatile(&self, r: usize) -> Option<(&[u8], i64)> {
         let x = self.expires.as_ref().filter(|x| !x.is_empty())?;
