@@ -368,3 +368,127 @@ impl Loader {
         self.keys
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::engine::types::EncodingLimits;
+    use crate::engine::{ExpirePolicy, ValueRef, View};
+    use crate::stats::Stats;
+    use crate::stream::WriteStream;
+
+    fn view<'a>(ks: &'a Keyspace, st: &'a WriteStream, stats: &'a Stats) -> View<'a> {
+        View::new(ks, ks.lock_all(), 0, 1, 0, st, stats, ExpirePolicy::Delete)
+    }
+
+    /// The string keys of database 0, as a map.
+    fn contents(ks: &Keyspace, st: &WriteStream, stats: &Stats) -> BTreeMap<Vec<u8>, Vec<u8>> {
+        let mut v = view(ks, st, stats);
+        let mut out = BTreeMap::new();
+        let mut keys = Vec::new();
+        for slot in 0..SLOTS {
+            v.for_each_key_in_slot(slot, |k| keys.push(k.to_vec()));
+        }
+        for k in keys {
+            if let Some(ValueRef::Str(s)) = v.get(&k) {
+                out.insert(k, s.to_vec());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_snapshot_is_the_keyspace_at_its_start_while_writes_continue() {
+        let ks = Arc::new(Keyspace::new(4, 2));
+        let st = WriteStream::default();
+        let stats = Stats::default();
+        let value = vec![b'v'; 200];
+        {
+            let mut v = view(&ks, &st, &stats);
+            for i in 0..100_000u32 {
+                v.set(format!("key:{i}").as_bytes(), Value::Str(value.clone()), false);
+            }
+        }
+        let before = contents(&ks, &st, &stats);
+        let job = Keyspace::start_snapshot(&ks, |k: &Keyspace| k, Vec::new).unwrap();
+        // A second snapshot waits for the first.
+        assert!(Keyspace::start_snapshot(&ks, |k: &Keyspace| k, Vec::new).is_err());
+        // Nobody consumes yet: the producer stops at MAX_QUEUED, well before
+        // the end of the ~22 MB dataset, and writes land on slots it has
+        // not reached.
+        {
+            let mut v = view(&ks, &st, &stats);
+            for i in (0..100_000u32).step_by(3) {
+                let k = format!("key:{i}");
+                if i % 2 == 0 {
+                    v.delete(k.as_bytes());
+                } else {
+                    v.set(k.as_bytes(), Value::Str(b"changed".to_vec()), false);
+                }
+            }
+            v.set(b"new-key", Value::Str(b"new".to_vec()), false);
+            v.flush_slot(crate::engine::key_slot(b"key:1"));
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut rdb = Vec::new();
+        rt.block_on(async {
+            while let Some(c) = job.next_chunk().await {
+                rdb.extend_from_slice(&c);
+            }
+        });
+        assert!(!job.is_cancelled());
+        let stats_snap = job.stats();
+        assert!(stats_snap.early_bytes > 0, "writes serialized slots early");
+        assert_eq!(stats_snap.keys, 100_000);
+        let mut got = BTreeMap::new();
+        let limits = EncodingLimits::default();
+        crate::rdb::load(&mut &rdb[..], &limits, &mut |item| {
+            if let crate::rdb::Item::Entry {
+                key,
+                value: Value::Str(s),
+                ..
+            } = item
+            {
+                got.insert(key, s);
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(got.len(), before.len());
+        assert!(got == before, "the snapshot holds the keyspace as it was");
+        // And the live keyspace has the changes; no snapshot remains.
+        let after = contents(&ks, &st, &stats);
+        assert_eq!(after.get(&b"new-key"[..]).map(|v| &v[..]), Some(&b"new"[..]));
+        assert!(!ks.snapshot_running());
+    }
+
+    #[test]
+    fn loading_beside_and_swapping_in() {
+        let ks = Keyspace::new(3, 2);
+        let st = WriteStream::default();
+        let stats = Stats::default();
+        {
+            let mut v = view(&ks, &st, &stats);
+            v.set(b"old", Value::Str(b"1".to_vec()), false);
+        }
+        let mut l = ks.loader();
+        for i in 0..1000 {
+            l.add(0, format!("k{i}").as_bytes(), Value::Str(b"x".to_vec()), None, 0)
+                .unwrap();
+        }
+        l.add(1, b"in-db1", Value::Str(b"y".to_vec()), Some(i64::MAX), 0)
+            .unwrap();
+        assert!(l.add(5, b"bad-db", Value::Str(vec![]), None, 0).is_err());
+        assert_eq!(l.keys(), 1001);
+        // Still the old dataset until the swap.
+        assert_eq!(ks.db_sizes()[0].0, 1);
+        ks.swap_in(l);
+        assert_eq!(ks.db_sizes(), vec![(1000, 0), (1, 1)]);
+    }
+}

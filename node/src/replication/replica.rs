@@ -398,8 +398,10 @@ async fn full_sync(
                 None => first.len(),
             };
             let chunk = first.split_to(take).freeze();
-            c.buf = first;
-            first = BytesMut::new();
+            // Beyond a length-prefixed transfer: the stream's first bytes.
+            if !first.is_empty() {
+                c.buf = first.split();
+            }
             if !chunk.is_empty() {
                 forwarded += chunk.len() as u64;
                 if let Some(r) = remaining.as_mut() {
@@ -418,6 +420,9 @@ async fn full_sync(
         }
         if remaining == Some(0) {
             tx = None;
+        }
+        if first.capacity() < 64 * 1024 {
+            first.reserve(256 * 1024);
         }
         tokio::select! {
             done = &mut loading => break done,
