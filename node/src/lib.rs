@@ -10,6 +10,7 @@ pub mod engine;
 pub mod glob;
 pub mod node;
 pub mod pubsub;
+pub mod rdb;
 pub mod resp;
 pub mod server;
 pub mod stats;
