@@ -8,6 +8,7 @@ fn corrupt(what: &str) -> RdbError {
     RdbError::corrupt(format!("intset: {what}"))
 }
 
+#[cfg(test)]
 /// Appends the intset of `values` (ascending, unique) to `out`, with the
 /// narrowest encoding that holds them all.
 pub(crate) fn encode(out: &mut Vec<u8>, values: &[i64]) {

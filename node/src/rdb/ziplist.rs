@@ -179,10 +179,7 @@ pub(crate) fn zipmap_for_each<'a>(
             .ok_or_else(|| bad("entry out of range"))
     };
     let mut count = 0usize;
-    loop {
-        let Some(klen) = read_len(&mut pos)? else {
-            break;
-        };
+    while let Some(klen) = read_len(&mut pos)? {
         let key = take(pos, klen)?;
         pos += klen;
         let Some(vlen) = read_len(&mut pos)? else {
