@@ -139,6 +139,7 @@ async fn run(node: Arc<Node>, pidfile: &str) -> ExitCode {
         shards = node.keyspace.nshards(),
         "Ready to accept connections"
     );
+    shardline_node::replication::apply_config(&node);
     let replicaof = node.config.read().replicaof.clone();
     if let Some(r) = replicaof {
         if node.cluster.get().is_some() {

@@ -168,6 +168,8 @@ pub struct HotConfig {
     pub min_replicas: AtomicU64,
     pub replica_read_only: AtomicBool,
     pub replica_serve_stale_data: AtomicBool,
+    /// Cleared by DEBUG SET-ACTIVE-EXPIRE 0: only lazy expiry runs.
+    pub active_expire: AtomicBool,
     /// `lfu-log-factor`, `lfu-decay-time`, when the policy is an LFU one.
     /// Packed: bit 63 set when enabled, factor in bits 32..63, decay below.
     lfu: AtomicU64,
@@ -251,6 +253,7 @@ impl Node {
     pub fn new(config: Config, config_path: Option<std::path::PathBuf>) -> Arc<Node> {
         let hot = HotConfig::default();
         hot.load(&config);
+        hot.active_expire.store(true, Ordering::Relaxed);
         let shards = config.effective_shards();
         let databases = config.databases.max(1) as usize;
         let now = unix_ms();

@@ -490,3 +490,71 @@ fn replication_errors_match_redis() {
         }
     }
 }
+
+#[test]
+fn auth_min_replicas_and_expiry_by_the_master() {
+    let master = Server::start(&["--requirepass", "s3cret"]);
+    let replica = Server::start(&["--masterauth", "s3cret"]);
+    let mut m = master.conn();
+    m.cmd(&["AUTH", "s3cret"]);
+    // No replica yet: min-replicas-to-write refuses writes.
+    m.cmd(&["CONFIG", "SET", "min-replicas-to-write", "1"]);
+    assert_eq!(
+        m.cmd(&["SET", "k", "v"]).text(),
+        "NOREPLICAS Not enough good replicas to write."
+    );
+    m.cmd(&["CONFIG", "SET", "min-replicas-to-write", "0"]);
+    m.cmd(&["DEBUG", "SET-ACTIVE-EXPIRE", "0"]);
+    m.cmd(&["SET", "short", "lived", "PX", "300"]);
+    let mut r = replica.conn();
+    r.cmd(&["REPLICAOF", "127.0.0.1", &master.port.to_string()]);
+    wait_link_up(&mut r);
+    m.cmd(&["CONFIG", "SET", "min-replicas-to-write", "1"]);
+    assert!(wait_until(Duration::from_secs(5), || m
+        .cmd(&["SET", "k", "v"])
+        == Reply::ok()));
+    // The replica hides an expired key but keeps it until the master's DEL.
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(r.cmd(&["GET", "short"]), Reply::Nil);
+    assert_eq!(r.cmd(&["DBSIZE"]).int(), 2, "still stored on the replica");
+    // The master expires it on access and propagates a DEL.
+    assert_eq!(m.cmd(&["GET", "short"]), Reply::Nil);
+    assert!(wait_until(Duration::from_secs(5), || r
+        .cmd(&["DBSIZE"])
+        .int()
+        == 1));
+}
+
+#[test]
+fn a_replica_that_does_not_read_is_dropped() {
+    let master = Server::start(&[]);
+    let mut m = master.conn();
+    m.cmd(&[
+        "CONFIG",
+        "SET",
+        "client-output-buffer-limit",
+        "replica 1mb 0 0",
+    ]);
+    // The limit reaches the stream within a second.
+    std::thread::sleep(Duration::from_millis(1100));
+    // A replica that asks for the stream and never reads it.
+    let mut fake = std::net::TcpStream::connect(("127.0.0.1", master.port)).unwrap();
+    fake.write_all(&common::encode(&[b"PSYNC", b"?", b"-1"]))
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(5), || {
+        info_int(&mut m, "replication", "connected_slaves") == 1
+    }));
+    let big = "x".repeat(64 * 1024);
+    for i in 0..300 {
+        m.cmd(&["SET", &format!("k{i}"), &big]);
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            info_int(&mut m, "replication", "connected_slaves") == 0
+        }),
+        "the slow replica was dropped"
+    );
+    assert!(master.log_text().contains("client-output-buffer-limit"));
+    // The master is fine.
+    assert_eq!(m.cmd(&["DBSIZE"]).int(), 300);
+}

@@ -65,7 +65,7 @@ fn compare(master: &mut Conn, replica: &mut Conn) -> u64 {
     let mut cursor = "0".to_string();
     let mut seen = 0u64;
     loop {
-        let r = master.cmd(&["SCAN", &cursor, "COUNT", "5000"]);
+        let r = master.cmd(&["SCAN", &cursor, "COUNT", "300"]);
         let parts = r.array();
         cursor = parts[0].text();
         let keys: Vec<String> = parts[1].array().iter().map(|k| k.text()).collect();
@@ -141,7 +141,10 @@ fn full_sync_of_a_large_dataset_under_writes() {
         sync_time.as_secs_f64(),
         mb as f64 / sync_time.as_secs_f64()
     );
-    assert!(writes > 100, "the master kept serving writes during the sync");
+    assert!(
+        writes > 100,
+        "the master kept serving writes during the sync"
+    );
     assert!(
         worst < Duration::from_secs(2),
         "the master stalled for {worst:?} during the sync"

@@ -522,7 +522,11 @@ pub fn make_view<'a>(
         ((now / 1000) as u32) & crate::engine::table::LRU_CLOCK_MAX,
         node.effects_stream(),
         &node.stats,
-        node.expire_policy(),
+        if client.is_master {
+            crate::engine::ExpirePolicy::Ignore
+        } else {
+            node.expire_policy()
+        },
     );
     v.lfu = node.hot.lfu();
     v

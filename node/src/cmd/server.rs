@@ -404,10 +404,14 @@ fn debug(ctx: &mut Ctx) -> CmdResult {
             ctx.out.ok();
         }
         b"set-active-expire" => {
-            let _ = args
+            let on = args
                 .get(2)
-                .map(|a| parse_i64(a))
+                .and_then(|a| parse_i64(a))
                 .ok_or_else(|| CmdError::new(SYNTAX))?;
+            ctx.node
+                .hot
+                .active_expire
+                .store(on != 0, std::sync::atomic::Ordering::Relaxed);
             ctx.out.ok();
         }
         b"object" => {

@@ -226,6 +226,9 @@ pub enum ExpirePolicy {
     Delete,
     /// Report it missing but keep it: only the master expires keys.
     Hide,
+    /// Treat it as live: a replica applying its master's stream, where the
+    /// master decides what expired (and sends DEL).
+    Ignore,
 }
 
 /// Locked shards plus the context a command runs in. All key access of a
@@ -340,8 +343,11 @@ impl<'a> View<'a> {
         let db = self.db;
         let now = self.now_ms;
         let policy = self.expire_policy;
+        if policy == ExpirePolicy::Ignore {
+            return false;
+        }
         let (shard, slot) = self.shard_for(key);
-        let Some(t) = shard.dbs[db].table_mut(slot) else {
+        let Some(t) = shard.dbs[db].table(slot) else {
             return false;
         };
         match t.expire_at(key) {

@@ -410,7 +410,11 @@ mod tests {
         {
             let mut v = view(&ks, &st, &stats);
             for i in 0..100_000u32 {
-                v.set(format!("key:{i}").as_bytes(), Value::Str(value.clone()), false);
+                v.set(
+                    format!("key:{i}").as_bytes(),
+                    Value::Str(value.clone()),
+                    false,
+                );
             }
         }
         let before = contents(&ks, &st, &stats);
@@ -464,7 +468,10 @@ mod tests {
         assert!(got == before, "the snapshot holds the keyspace as it was");
         // And the live keyspace has the changes; no snapshot remains.
         let after = contents(&ks, &st, &stats);
-        assert_eq!(after.get(&b"new-key"[..]).map(|v| &v[..]), Some(&b"new"[..]));
+        assert_eq!(
+            after.get(&b"new-key"[..]).map(|v| &v[..]),
+            Some(&b"new"[..])
+        );
         assert!(!ks.snapshot_running());
     }
 
@@ -479,8 +486,14 @@ mod tests {
         }
         let mut l = ks.loader();
         for i in 0..1000 {
-            l.add(0, format!("k{i}").as_bytes(), Value::Str(b"x".to_vec()), None, 0)
-                .unwrap();
+            l.add(
+                0,
+                format!("k{i}").as_bytes(),
+                Value::Str(b"x".to_vec()),
+                None,
+                0,
+            )
+            .unwrap();
         }
         l.add(1, b"in-db1", Value::Str(b"y".to_vec()), Some(i64::MAX), 0)
             .unwrap();

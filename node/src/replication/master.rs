@@ -391,9 +391,24 @@ async fn stream_to(
                         Err(_) => break,
                     }
                 }
-                match tokio::time::timeout(limit, wr.write_all(&batch)).await {
-                    Ok(r) => r?,
-                    Err(_) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "write to replica timed out")),
+                // While the socket is full, keep watching the limits: the
+                // feed may be cut meanwhile.
+                let started = Instant::now();
+                let write = wr.write_all(&batch);
+                tokio::pin!(write);
+                loop {
+                    tokio::select! {
+                        r = &mut write => { r?; break; }
+                        _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                            if feed.overflowed() {
+                                tracing::warn!("replica {who} dropped: its output buffer passed the client-output-buffer-limit hard limit");
+                                return Ok(());
+                            }
+                            if started.elapsed() > limit {
+                                return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "write to replica timed out"));
+                            }
+                        }
+                    }
                 }
                 feed.consumed(batch.len());
                 node.stats.total_net_output_bytes.fetch_add(batch.len() as u64, Ordering::Relaxed);
@@ -405,9 +420,9 @@ async fn stream_to(
                     (l.soft, l.soft_seconds, c.repl_timeout.max(1))
                 };
                 let queued = feed.queued() as u64;
-                if soft > 0 && queued > soft as u64 {
+                if soft > 0 && queued > soft {
                     let since = *soft_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() >= Duration::from_secs(soft_secs.max(0) as u64) {
+                    if since.elapsed() >= Duration::from_secs(soft_secs) {
                         tracing::warn!("replica {who} dropped: {queued} bytes waiting, over the client-output-buffer-limit soft limit for {soft_secs}s");
                         return Ok(());
                     }

@@ -254,11 +254,25 @@ pub fn set_master(node: &Arc<Node>, target: Option<(String, u16)>) -> bool {
     }
 }
 
+/// Applies repl-backlog-size and the replica output hard limit to the
+/// stream (at start, then every second so CONFIG SET takes effect).
+pub fn apply_config(node: &Node) {
+    let (size, hard) = {
+        let c = node.config.read();
+        (
+            c.repl_backlog_size.max(16 * 1024) as usize,
+            c.client_output_buffer_limit.replica.hard as usize,
+        )
+    };
+    node.stream.configure(size, hard);
+}
+
 /// Periodic replication housekeeping (from the server cron, once a
 /// second): master PINGs, backlog TTL, replica output limits are checked by
 /// the replica sessions themselves.
 pub fn cron(node: &Arc<Node>, tick: u64) {
     let repl = &node.repl;
+    apply_config(node);
     let (ping_period, backlog_ttl) = {
         let c = node.config.read();
         (c.repl_ping_replica_period.max(1) as u64, c.repl_backlog_ttl)

@@ -354,11 +354,9 @@ async fn full_sync(
                 } => loader
                     .add(db, &key, value, expire_ms, clock)
                     .map_err(rdb::RdbError::Sink)?,
-                rdb::Item::Function(_) => {
-                    if !functions_warned {
-                        tracing::warn!("the master's RDB holds function libraries; functions are not supported and were skipped");
-                        functions_warned = true;
-                    }
+                rdb::Item::Function(_) if !functions_warned => {
+                    tracing::warn!("the master's RDB holds function libraries; functions are not supported and were skipped");
+                    functions_warned = true;
                 }
                 _ => {}
             }
