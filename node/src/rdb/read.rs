@@ -214,15 +214,23 @@ impl<'r, R: Read> Input<'r, R> {
 
     /// `n` bytes; memory grows with the bytes actually read, not with `n`.
     fn bytes(&mut self, n: u64) -> Result<Vec<u8>, RdbError> {
+        let mut v = Vec::new();
+        self.bytes_into(n, &mut v)?;
+        Ok(v)
+    }
+
+    /// Replaces the content of `v` with `n` bytes read.
+    fn bytes_into(&mut self, n: u64, v: &mut Vec<u8>) -> Result<(), RdbError> {
         let n = usize::try_from(n).map_err(|_| RdbError::corrupt("string too long"))?;
-        let mut v = Vec::with_capacity(n.min(PREALLOC_CAP));
+        v.clear();
+        v.reserve(n.min(PREALLOC_CAP));
         while v.len() < n {
             let from = v.len();
             let chunk = (n - from).min(READ_CHUNK);
             v.resize(from + chunk, 0);
             self.exact(&mut v[from..])?;
         }
-        Ok(v)
+        Ok(())
     }
 
     /// A length, or (`true`) the special encoding number of a string.
@@ -258,9 +266,17 @@ impl<'r, R: Read> Input<'r, R> {
     }
 
     fn string(&mut self) -> Result<Vec<u8>, RdbError> {
+        let mut v = Vec::new();
+        self.string_into(&mut v)?;
+        Ok(v)
+    }
+
+    /// Replaces the content of `v` with a string read (saves an
+    /// allocation per element in collection loops).
+    fn string_into(&mut self, v: &mut Vec<u8>) -> Result<(), RdbError> {
         let (n, enc) = self.len_or_enc()?;
         if !enc {
-            return self.bytes(n);
+            return self.bytes_into(n, v);
         }
         let int = match n {
             0 => i64::from(self.u8()? as i8),
@@ -282,11 +298,14 @@ impl<'r, R: Read> Input<'r, R> {
                 }
                 let c = self.bytes(clen)?;
                 let ulen = usize::try_from(ulen).map_err(|_| RdbError::corrupt("LZF length"))?;
-                return lzf_decompress(&c, ulen);
+                *v = lzf_decompress(&c, ulen)?;
+                return Ok(());
             }
             _ => return Err(RdbError::corrupt("unknown string encoding")),
         };
-        Ok(itoa::Buffer::new().format(int).as_bytes().to_vec())
+        v.clear();
+        v.extend_from_slice(itoa::Buffer::new().format(int).as_bytes());
+        Ok(())
     }
 
     /// A zset score of RDB type 3: a length byte (253 nan, 254 +inf, 255
@@ -549,8 +568,9 @@ fn read_object<R: Read>(
         ty::LIST => {
             let n = inp.count()?;
             let mut l = ListObj::new();
+            let mut v = Vec::new();
             for _ in 0..n {
-                let v = inp.string()?;
+                inp.string_into(&mut v)?;
                 l.push(&v, false, limits.list_max_listpack_size);
             }
             list_value(l)
@@ -558,8 +578,10 @@ fn read_object<R: Read>(
         ty::SET => {
             let n = inp.count()?;
             let mut s = SetBuild::new(n, limits);
+            let mut m = Vec::new();
             for _ in 0..n {
-                s.add(&inp.string()?)?;
+                inp.string_into(&mut m)?;
+                s.add(&m)?;
             }
             s.finish()
         }
@@ -580,9 +602,10 @@ fn read_object<R: Read>(
         ty::HASH => {
             let n = inp.count()?;
             let mut h = HashBuild::new(n, limits);
+            let (mut f, mut v) = (Vec::new(), Vec::new());
             for _ in 0..n {
-                let f = inp.string()?;
-                let v = inp.string()?;
+                inp.string_into(&mut f)?;
+                inp.string_into(&mut v)?;
                 h.add(&f, &v)?;
             }
             h.finish()

@@ -224,6 +224,12 @@ fn rdb_string(b: &[u8]) -> Vec<u8> {
 // Primitives
 
 #[test]
+fn writer_is_send() {
+    fn assert_send<T: Send>() {}
+    assert_send::<RdbWriter>();
+}
+
+#[test]
 fn crc64_test_vector() {
     assert_eq!(crc64(b"123456789"), 0xe9c6d914c4b8d9ca);
 }
@@ -316,6 +322,32 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn listpack_count_saturates() {
+    let mut b = Vec::new();
+    let mut lp = LpBuilder::new(&mut b);
+    for i in 0..70_000 {
+        lp.push_int(i);
+    }
+    lp.finish();
+    assert_eq!(&b[4..6], &[0xFF, 0xFF]);
+    let mut sum = 0;
+    let n = listpack::for_each(&b, |e| {
+        if let Elem::Int(i) = e {
+            sum += i;
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!((n, sum), (70_000, 70_000 * 69_999 / 2));
+    // A long list round-trips through many quicklist nodes.
+    let l = EncodingLimits::default();
+    let c = Canon::List((0..70_000).map(|i| i.to_string().into_bytes()).collect());
+    let v = build(&c, &l);
+    let back = restore_payload(&dump_payload(as_ref(&v)), &l).unwrap();
+    assert_eq!(canon(&back), c);
 }
 
 #[test]

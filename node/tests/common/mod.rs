@@ -36,7 +36,7 @@ impl Server {
     /// Starts `shardline-node` with `args` on a free port, with its own
     /// temporary `--dir`, and waits until it answers PING.
     pub fn start(args: &[&str]) -> Server {
-        Self::start_bin(env!("CARGO_BIN_EXE_shardline-node"), args, true)
+        Self::start_bin(env!("CARGO_BIN_EXE_shardline-node"), args, &[])
     }
 
     /// Starts the reference `redis-server` (no persistence).
@@ -57,16 +57,29 @@ impl Server {
         if !Path::new(REDIS_SERVER).exists() {
             panic!("{REDIS_SERVER} not found: run the README's test command first");
         }
-        let mut all = vec!["--save", "", "--appendonly", "no"];
-        all.extend_from_slice(args);
-        Self::start_bin(REDIS_SERVER, &all, false)
+        Self::start_redis_with_files(&[], args)
     }
 
-    fn start_bin(bin: &str, args: &[&str], _node: bool) -> Server {
+    /// Starts the reference `redis-server` (no persistence) with extra
+    /// arguments, after writing `files` (name, content) into its `--dir`
+    /// (e.g. a `dump.rdb` for it to load at startup).
+    pub fn start_redis_with_files(files: &[(&str, &[u8])], args: &[&str]) -> Server {
+        if !Path::new(REDIS_SERVER).exists() {
+            panic!("{REDIS_SERVER} not found: run the README's test command first");
+        }
+        let mut all = vec!["--save", "", "--appendonly", "no"];
+        all.extend_from_slice(args);
+        Self::start_bin(REDIS_SERVER, &all, files)
+    }
+
+    fn start_bin(bin: &str, args: &[&str], files: &[(&str, &[u8])]) -> Server {
         let mut last_err = String::new();
         for _attempt in 0..8 {
             let port = free_port();
             let dir = tempfile::tempdir().expect("tempdir");
+            for (name, content) in files {
+                std::fs::write(dir.path().join(name), content).expect("write file");
+            }
             let log = dir.path().join("server.log");
             let logf = std::fs::File::create(&log).expect("create log");
             let mut cmd = Command::new(bin);
