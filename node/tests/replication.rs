@@ -558,3 +558,31 @@ fn a_replica_that_does_not_read_is_dropped() {
     // The master is fine.
     assert_eq!(m.cmd(&["DBSIZE"]).int(), 300);
 }
+
+#[test]
+fn chained_replicas_pass_the_stream_on() {
+    // redis master -> our replica -> redis replica, and our replica's
+    // sub-replica attached while writes flow.
+    let a = Server::start_redis_with(&["--repl-diskless-sync-delay", "0"]);
+    let b = Server::start(&[]);
+    let c = Server::start_redis();
+    let mut ma = a.conn();
+    preload(&mut ma);
+    let mut cb = b.conn();
+    cb.cmd(&["REPLICAOF", "127.0.0.1", &a.port.to_string()]);
+    wait_link_up(&mut cb);
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = writer(a.port, stop.clone(), 3);
+    std::thread::sleep(Duration::from_millis(200));
+    let mut cc = c.conn();
+    cc.cmd(&["REPLICAOF", "127.0.0.1", &b.port.to_string()]);
+    wait_link_up(&mut cc);
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    w.join().unwrap();
+    wait_caught_up(&mut ma, &mut cb);
+    wait_caught_up(&mut ma, &mut cc);
+    let da = dump(&mut ma, 3);
+    assert_eq!(da, dump(&mut cb, 3));
+    assert_eq!(da, dump(&mut cc, 3));
+}

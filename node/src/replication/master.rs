@@ -199,6 +199,10 @@ async fn full(
     tracing::info!("replica {who} asks for synchronization; starting a full resynchronization");
     let mut attached: Option<(u64, Feed)> = None;
     let job = loop {
+        // A replica applying its master's stream holds this lock while it
+        // applies and passes on a command: the snapshot never starts
+        // between the two.
+        let apply = node.repl_apply.lock();
         let started = Keyspace::start_snapshot(
             node,
             |n: &Node| &n.keyspace,
@@ -223,6 +227,7 @@ async fn full(
                 ]
             },
         );
+        drop(apply);
         match started {
             Ok(job) => break job,
             Err(_) => {
