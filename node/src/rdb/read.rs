@@ -215,18 +215,18 @@ impl<'r, R: Read> Input<'r, R> {
     /// `n` bytes; memory grows with the bytes actually read, not with `n`.
     fn bytes(&mut self, n: u64) -> Result<Vec<u8>, RdbError> {
         let mut v = Vec::new();
-        self.bytes_into(n, &mut v)?;
+        self.bytes_append(n, &mut v)?;
         Ok(v)
     }
 
-    /// Replaces the content of `v` with `n` bytes read.
-    fn bytes_into(&mut self, n: u64, v: &mut Vec<u8>) -> Result<(), RdbError> {
+    /// Appends `n` bytes read to `v`.
+    fn bytes_append(&mut self, n: u64, v: &mut Vec<u8>) -> Result<(), RdbError> {
         let n = usize::try_from(n).map_err(|_| RdbError::corrupt("string too long"))?;
-        v.clear();
+        let base = v.len();
         v.reserve(n.min(PREALLOC_CAP));
-        while v.len() < n {
+        while v.len() - base < n {
             let from = v.len();
-            let chunk = (n - from).min(READ_CHUNK);
+            let chunk = (n - (from - base)).min(READ_CHUNK);
             v.resize(from + chunk, 0);
             self.exact(&mut v[from..])?;
         }
@@ -267,16 +267,22 @@ impl<'r, R: Read> Input<'r, R> {
 
     fn string(&mut self) -> Result<Vec<u8>, RdbError> {
         let mut v = Vec::new();
-        self.string_into(&mut v)?;
+        self.string_append(&mut v)?;
         Ok(v)
     }
 
     /// Replaces the content of `v` with a string read (saves an
     /// allocation per element in collection loops).
     fn string_into(&mut self, v: &mut Vec<u8>) -> Result<(), RdbError> {
+        v.clear();
+        self.string_append(v)
+    }
+
+    /// Appends a string read to `v`.
+    fn string_append(&mut self, v: &mut Vec<u8>) -> Result<(), RdbError> {
         let (n, enc) = self.len_or_enc()?;
         if !enc {
-            return self.bytes_into(n, v);
+            return self.bytes_append(n, v);
         }
         let int = match n {
             0 => i64::from(self.u8()? as i8),
@@ -298,12 +304,11 @@ impl<'r, R: Read> Input<'r, R> {
                 }
                 let c = self.bytes(clen)?;
                 let ulen = usize::try_from(ulen).map_err(|_| RdbError::corrupt("LZF length"))?;
-                *v = lzf_decompress(&c, ulen)?;
+                v.extend_from_slice(&lzf_decompress(&c, ulen)?);
                 return Ok(());
             }
             _ => return Err(RdbError::corrupt("unknown string encoding")),
         };
-        v.clear();
         v.extend_from_slice(itoa::Buffer::new().format(int).as_bytes());
         Ok(())
     }
@@ -416,9 +421,11 @@ struct HashBuild<'l> {
 }
 
 impl<'l> HashBuild<'l> {
+    /// `hint` must be a count of elements already read (it sizes the
+    /// table).
     fn new(hint: usize, limits: &'l EncodingLimits) -> Self {
         let h = if hint > limits.hash_max_listpack_entries {
-            HashObj::Table(Box::new(RhTable::with_capacity(hint.min(PREALLOC_CAP))))
+            HashObj::Table(Box::new(RhTable::with_capacity(hint)))
         } else {
             HashObj::default()
         };
@@ -448,9 +455,11 @@ struct SetBuild<'l> {
 }
 
 impl<'l> SetBuild<'l> {
+    /// `hint` must be a count of elements already read (it sizes the
+    /// table).
     fn new(hint: usize, limits: &'l EncodingLimits) -> Self {
         let s = if hint > limits.set_max_intset_entries {
-            SetObj::Table(Box::new(RhTable::with_capacity(hint.min(PREALLOC_CAP))))
+            SetObj::Table(Box::new(RhTable::with_capacity(hint)))
         } else {
             SetObj::default()
         };
@@ -510,6 +519,34 @@ impl ZSetBuild {
             &self.entries,
             limits,
         )))))
+    }
+}
+
+/// `n` strings read into one buffer (memory grows with the bytes actually
+/// read), so that a hash table can be sized once for the real count:
+/// inserting elements written in hash order (as our own tables iterate)
+/// into a table much smaller than the final size clusters them badly.
+struct Arena {
+    data: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Arena {
+    fn read<R: Read>(inp: &mut Input<'_, R>, n: usize) -> Result<Arena, RdbError> {
+        let mut a = Arena {
+            data: Vec::new(),
+            ends: Vec::with_capacity(n.min(PREALLOC_CAP)),
+        };
+        for _ in 0..n {
+            inp.string_append(&mut a.data)?;
+            a.ends.push(a.data.len());
+        }
+        Ok(a)
+    }
+
+    fn get(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.data[start..self.ends[i]]
     }
 }
 
@@ -577,6 +614,14 @@ fn read_object<R: Read>(
         }
         ty::SET => {
             let n = inp.count()?;
+            if n > limits.set_max_intset_entries {
+                let a = Arena::read(inp, n)?;
+                let mut s = SetBuild::new(n, limits);
+                for i in 0..n {
+                    s.add(a.get(i))?;
+                }
+                return Ok(s.finish());
+            }
             let mut s = SetBuild::new(n, limits);
             let mut m = Vec::new();
             for _ in 0..n {
@@ -601,6 +646,17 @@ fn read_object<R: Read>(
         }
         ty::HASH => {
             let n = inp.count()?;
+            if n > limits.hash_max_listpack_entries {
+                let n2 = n
+                    .checked_mul(2)
+                    .ok_or_else(|| RdbError::corrupt("count out of range"))?;
+                let a = Arena::read(inp, n2)?;
+                let mut h = HashBuild::new(n, limits);
+                for i in 0..n {
+                    h.add(a.get(2 * i), a.get(2 * i + 1))?;
+                }
+                return Ok(h.finish());
+            }
             let mut h = HashBuild::new(n, limits);
             let (mut f, mut v) = (Vec::new(), Vec::new());
             for _ in 0..n {
