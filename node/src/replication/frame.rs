@@ -87,7 +87,8 @@ pub fn next_frame(
     Ok(Some((raw, args)))
 }
 
-fn split(raw: &Bytes) -> Vec<Bytes> {
+/// The arguments of one complete command (slices of `raw`).
+pub fn split(raw: &Bytes) -> Vec<Bytes> {
     if raw.first() != Some(&b'*') {
         let line = raw.strip_suffix(b"\n").unwrap_or(raw);
         let line = line.strip_suffix(b"\r").unwrap_or(line);

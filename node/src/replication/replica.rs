@@ -544,33 +544,65 @@ async fn apply_loop(
     let mut last_io = std::time::Instant::now();
     let mut warned = 0u32;
     loop {
-        // Apply every complete command already buffered.
+        // Apply every complete command already buffered, in segments
+        // that end at a REPLCONF GETACK (answered once the commands before
+        // it are applied). Each segment is applied under the apply lock and
+        // passed on to our own stream in one piece.
         let max_bulk = node.hot.proto_max_bulk_len.load(Ordering::Relaxed);
-        loop {
-            let frame = frame::next_frame(&mut c.buf, max_bulk)
-                .map_err(|e| format!("bad replication stream from master: {e}"))?;
-            let Some((raw, args)) = frame else { break };
-            let is_getack = args.len() >= 2
-                && args[0].eq_ignore_ascii_case(b"replconf")
-                && args[1].eq_ignore_ascii_case(b"getack");
-            if !args.is_empty() && !is_getack {
+        let mut total = 0;
+        while total < 4 * 1024 * 1024 {
+            match frame::frame_len(&c.buf[total..], max_bulk)
+                .map_err(|e| format!("bad replication stream from master: {e}"))?
+            {
+                Some(n) => total += n,
+                None => break,
+            }
+        }
+        let region = c.buf.split_to(total).freeze();
+        let mut pos = 0;
+        while pos < region.len() {
+            let start = pos;
+            let mut getack = false;
+            let mut failed: Option<(Bytes, String)> = None;
+            {
                 let _apply = node.repl_apply.lock();
-                out.clear();
-                let _ = crate::cmd::dispatch(node, client, &args, &mut out);
-                node.stream.append_raw(raw);
-                drop(_apply);
-                if out.first() == Some(&b'-') && warned < 10 {
+                while pos < region.len() {
+                    let Ok(Some(n)) = frame::frame_len(&region[pos..], max_bulk) else {
+                        pos = region.len();
+                        break;
+                    };
+                    let raw = region.slice(pos..pos + n);
+                    pos += n;
+                    let args = frame::split(&raw);
+                    if args.len() >= 2
+                        && args[0].eq_ignore_ascii_case(b"replconf")
+                        && args[1].eq_ignore_ascii_case(b"getack")
+                    {
+                        getack = true;
+                        break;
+                    }
+                    if args.is_empty() {
+                        continue;
+                    }
+                    out.clear();
+                    let _ = crate::cmd::dispatch(node, client, &args, &mut out);
+                    if out.first() == Some(&b'-') && failed.is_none() {
+                        let e = String::from_utf8_lossy(&out[..out.len().min(200)]);
+                        failed = Some((args[0].clone(), e.trim_end().to_string()));
+                    }
+                }
+                node.stream.append_raw(region.slice(start..pos));
+            }
+            if let Some((cmd, e)) = failed {
+                if warned < 10 {
                     warned += 1;
                     tracing::warn!(
-                        "command from master failed: {} -> {}",
-                        String::from_utf8_lossy(&args[0]),
-                        String::from_utf8_lossy(&out[..out.len().min(200)]).trim_end()
+                        "command from master failed: {} -> {e}",
+                        String::from_utf8_lossy(&cmd)
                     );
                 }
-            } else {
-                node.stream.append_raw(raw);
             }
-            if is_getack {
+            if getack {
                 let off = node.stream.offset().to_string();
                 c.send(&[b"REPLCONF", b"ACK", off.as_bytes()]).await?;
             }
