@@ -687,3 +687,137 @@ fn a_peer_whose_connection_hangs_is_resolved_again_by_hostname() {
         .iter()
         .any(|a| matches!(a, Action::Connect { ip, .. } if ip == "10.0.7.2")));
 }
+
+/// The Send actions of node `i`'s machine, decoded (they are not
+/// delivered).
+fn sent(m: &mut Machine) -> Vec<Message> {
+    m.take_output()
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send { bytes, .. } => wire::decode(bytes).ok(),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_replica_announces_its_master_and_follows_the_new_owner_of_its_slots() {
+    use shardline_node::cluster::machine::ReplTarget;
+    let mut sim = form(4, 3, 29);
+    let (m0, m1, r) = (sim.name(0), sim.name(1), sim.name(3));
+    assert_eq!(sim.nodes[3].m.repl_target(), ReplTarget::Master);
+
+    // Errors first: unknown, myself, a master with slots.
+    let zeros = "0".repeat(40);
+    let e = sim.call(3, |m, now| m.replicate(zeros.as_bytes(), false, now));
+    assert_eq!(e.unwrap_err().0, format!("ERR Unknown node {zeros}"));
+    let me = wire::name_str(&r).to_string();
+    let e = sim.call(3, |m, now| m.replicate(me.as_bytes(), false, now));
+    assert_eq!(e.unwrap_err().0, "ERR Can't replicate myself");
+    let m1s = wire::name_str(&m1).to_string();
+    let e = sim.call(0, |m, now| m.replicate(m1s.as_bytes(), false, now));
+    assert_eq!(
+        e.unwrap_err().0,
+        "ERR To set a master the node must be empty and without assigned slots."
+    );
+    let e = sim.call(3, |m, now| m.replicate(m1s.as_bytes(), true, now));
+    assert!(e.is_err(), "a master with keys must not replicate");
+
+    let m0s = wire::name_str(&m0).to_string();
+    sim.call(3, |m, now| m.replicate(m0s.as_bytes(), false, now))
+        .unwrap();
+    assert!(sim.nodes[3].m.me().is_replica());
+    assert_eq!(sim.nodes[3].m.me().slaveof, Some(m0));
+    assert_eq!(
+        sim.nodes[3].m.repl_target(),
+        ReplTarget::Addr(sim.nodes[0].ip.clone(), 6379)
+    );
+    // A replica cannot be replicated.
+    let rs = me.clone();
+    let t = sim.run_until(10_000, |s| {
+        (0..3).all(|i| s.nodes[i].m.nodes.get(&r).is_some_and(|p| p.is_replica()))
+    });
+    assert!(t.is_some(), "peers did not learn that node 3 is a replica");
+    let e = sim.call(2, |m, now| m.replicate(rs.as_bytes(), false, now));
+    assert_eq!(
+        e.unwrap_err().0,
+        "ERR I can only replicate a master, not a replica."
+    );
+    for i in 0..3 {
+        assert_eq!(sim.nodes[i].m.nodes[&r].slaveof, Some(m0), "node {i}");
+    }
+    // nodes.conf keeps the role.
+    let conf = nodes_conf::render(&sim.nodes[3].m.to_conf());
+    assert!(
+        conf.lines()
+            .any(|l| l.starts_with(&me) && l.contains(&format!("myself,slave {m0s} "))),
+        "{conf}"
+    );
+    let back = Machine::from_conf(
+        sim.nodes[3].m.settings.clone(),
+        &nodes_conf::parse(&conf).unwrap(),
+        sim.now,
+        3,
+    )
+    .unwrap();
+    assert!(back.me().is_replica());
+    assert_eq!(back.me().slaveof, Some(m0));
+    assert_eq!(
+        back.repl_target(),
+        ReplTarget::Addr(sim.nodes[0].ip.clone(), 6379)
+    );
+
+    // Its header: SLAVE, slaveof, its master's slots and our offset.
+    sim.call(3, |m, _| m.set_repl_offset(4242));
+    sim.run(100);
+    let now = sim.now + 3000;
+    sim.nodes[3].m.tick(now);
+    let msgs = sent(&mut sim.nodes[3].m);
+    let h = &msgs
+        .iter()
+        .find(|m| m.header.ty == msgtype::PING)
+        .expect("a PING from the replica")
+        .header;
+    assert!(h.flags & nflag::SLAVE != 0 && h.flags & nflag::MASTER == 0);
+    assert_eq!(h.slaveof, Some(m0));
+    assert_eq!(h.offset, 4242);
+    let first = (0..16384u16)
+        .find(|s| sim.nodes[3].m.owner(*s) == Some(m0))
+        .unwrap();
+    assert!(h.myslots.get(first));
+    sim.run(3000);
+    assert_eq!(sim.nodes[1].m.nodes[&r].repl_offset, 4242);
+
+    // Node 1 takes every slot of node 0 with a higher epoch: the replica
+    // follows node 1.
+    let mut taken = SlotBitmap::new();
+    for s in 0..16384u16 {
+        if sim.nodes[3].m.owner(s) == Some(m0) || sim.nodes[3].m.owner(s) == Some(m1) {
+            taken.set(s, true);
+        }
+    }
+    let link = sim.nodes[3]
+        .m
+        .nodes
+        .get(&m1)
+        .and_then(|p| p.inbound)
+        .expect("inbound link from node 1");
+    let mut update = ping(m1, taken.clone(), 50, Vec::new());
+    update.header.ty = msgtype::UPDATE;
+    // The header carries the sender's old epoch; the body the new claim.
+    update.header.config_epoch = 0;
+    update.body = Body::Update {
+        config_epoch: 50,
+        name: m1,
+        slots: taken,
+    };
+    let now = sim.now;
+    sim.nodes[3].m.receive(link, update, now);
+    assert_eq!(sim.nodes[3].m.owner(first), Some(m1));
+    assert_eq!(sim.nodes[3].m.me().slaveof, Some(m1));
+    assert_eq!(
+        sim.nodes[3].m.repl_target(),
+        ReplTarget::Addr(sim.nodes[1].ip.clone(), 6379)
+    );
+}

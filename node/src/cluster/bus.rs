@@ -17,7 +17,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
-use super::machine::{Action, LinkId, Machine, Settings};
+use super::machine::{Action, LinkId, Machine, ReplTarget, Settings};
 use super::nodes_conf::{self, ConfigLock};
 use super::slotmap::{EndpointType, SlotMap};
 use super::wire::{self, NodeName};
@@ -59,6 +59,9 @@ pub struct Cluster {
     pub bus_port: u16,
     /// The client port we listen on.
     port: u16,
+    /// The master address replication was last pointed at (None: we are
+    /// a master).
+    following: Mutex<Option<(String, u16)>>,
 }
 
 /// The machine settings derived from the configuration.
@@ -179,6 +182,7 @@ impl Cluster {
             node: OnceLock::new(),
             bus_port,
             port,
+            following: Mutex::new(None),
         });
         // Persist at once so a crash after start keeps our name.
         cluster.drive(|_, _| ());
@@ -256,9 +260,10 @@ impl Cluster {
     /// republishes the slot map and carries out the queued actions.
     pub fn drive<R>(self: &Arc<Self>, f: impl FnOnce(&mut Machine, u64) -> R) -> R {
         let now = now_ms();
-        let (r, actions) = {
+        let (r, actions, target) = {
             let mut m = self.machine.lock();
             let r = f(&mut m, now);
+            let target = m.repl_target();
             let out = m.take_output();
             if out.map_changed {
                 let e = endpoint_from(self.endpoint.load(Ordering::Relaxed));
@@ -267,10 +272,36 @@ impl Cluster {
             if out.save {
                 self.save(&m);
             }
-            (r, out.actions)
+            (r, out.actions, target)
         };
         self.execute(actions);
+        self.follow(target);
         r
+    }
+
+    /// Points replication at the master the machine says we replicate
+    /// (CLUSTER REPLICATE, a restart as a replica, our master's new
+    /// address, following the new owner of our master's slots), or stops
+    /// it when we became a master.
+    fn follow(&self, target: ReplTarget) {
+        let want = match target {
+            ReplTarget::Master => None,
+            ReplTarget::Unknown => return,
+            ReplTarget::Addr(ip, port) => Some((ip, port)),
+        };
+        let Some(node) = self.node() else {
+            return;
+        };
+        let mut following = self.following.lock();
+        if *following == want {
+            return;
+        }
+        match &want {
+            Some((ip, port)) => tracing::info!("cluster: replicating the master at {ip}:{port}"),
+            None => tracing::info!("cluster: no longer a replica"),
+        }
+        *following = want.clone();
+        crate::replication::set_master(&node, want);
     }
 
     /// Reads the machine without changing it.
@@ -523,7 +554,11 @@ impl Cluster {
             {
                 return;
             }
-            self.drive(|m, now| m.tick(now));
+            let offset = self.node().map_or(0, |n| n.stream.offset());
+            self.drive(|m, now| {
+                m.set_repl_offset(offset);
+                m.tick(now)
+            });
         }
     }
 

@@ -89,6 +89,17 @@ pub enum Action {
     DropSlotKeys(Vec<u16>),
 }
 
+/// Whom replication must follow, as the machine sees our role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplTarget {
+    /// We are a master.
+    Master,
+    /// We replicate a node whose client address is not known yet.
+    Unknown,
+    /// Replicate the node at this client address (ip, port).
+    Addr(String, u16),
+}
+
 /// One node of the table, ourselves included.
 #[derive(Clone, Debug)]
 pub struct Peer {
@@ -494,6 +505,26 @@ impl Machine {
             }
         }
         b
+    }
+
+    /// Whom replication must follow: our master's announced client
+    /// address when we are a replica.
+    pub fn repl_target(&self) -> ReplTarget {
+        let me = self.me();
+        if !me.is_replica() {
+            return ReplTarget::Master;
+        }
+        match me.slaveof.and_then(|m| self.nodes.get(&m)) {
+            Some(p) if !p.ip.is_empty() && p.port != 0 && !p.has(nflag::NOADDR) => {
+                ReplTarget::Addr(p.ip.clone(), p.port)
+            }
+            _ => ReplTarget::Unknown,
+        }
+    }
+
+    /// Our replication offset, announced in every PING/PONG header.
+    pub fn set_repl_offset(&mut self, offset: u64) {
+        self.me_mut().repl_offset = offset;
     }
 
     /// The master whose slots we serve: ourselves, or our master.
@@ -1815,6 +1846,38 @@ impl Machine {
         }
         self.blacklist.insert(n, now + BLACKLIST_TTL_MS);
         self.delete_node(&n);
+        self.update_state(now);
+        Ok(())
+    }
+
+    /// CLUSTER REPLICATE: become a replica of the master `name`. A master
+    /// must have no slots and (`has_keys`) no keys in db 0 to do so.
+    pub fn replicate(&mut self, name: &[u8], has_keys: bool, now: u64) -> Result<(), ClusterError> {
+        let Some(target) = parse_name_bytes(name).filter(|n| self.nodes.contains_key(n)) else {
+            return cerr(format!(
+                "ERR Unknown node {}",
+                String::from_utf8_lossy(name)
+            ));
+        };
+        if target == self.myself {
+            return cerr("ERR Can't replicate myself");
+        }
+        if self.nodes.get(&target).is_some_and(|p| p.is_replica()) {
+            return cerr("ERR I can only replicate a master, not a replica.");
+        }
+        let me = self.me();
+        if me.is_master() && (me.numslots != 0 || has_keys) {
+            return cerr("ERR To set a master the node must be empty and without assigned slots.");
+        }
+        if self.me().is_master() {
+            self.importing.clear();
+            self.migrating.clear();
+        }
+        let myself = self.myself;
+        self.set_replica_role(&myself, target);
+        tracing::info!("configured as a replica of {}", wire::name_str(&target));
+        self.save = true;
+        self.map_dirty = true;
         self.update_state(now);
         Ok(())
     }

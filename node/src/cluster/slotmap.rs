@@ -23,6 +23,9 @@ pub enum Route<'a> {
     Local,
     /// Another master serves it: `-MOVED slot endpoint:port`.
     Moved(&'a str),
+    /// Our master serves it (we are its replica): READONLY clients may
+    /// read it here, anything else is `-MOVED slot endpoint:port`.
+    Master(&'a str),
     /// Nobody serves it.
     Unbound,
 }
@@ -35,6 +38,8 @@ pub struct SlotMap {
     /// when we own slots ourselves (see `local`).
     endpoints: Vec<String>,
     local: u16,
+    /// Our master's index when we are a replica, or NONE.
+    master: u16,
     /// cluster_state:ok
     pub ok: bool,
 }
@@ -45,6 +50,7 @@ impl Default for SlotMap {
             owner: vec![NONE; SLOTS],
             endpoints: Vec::new(),
             local: NONE,
+            master: NONE,
             ok: false,
         }
     }
@@ -57,8 +63,9 @@ impl SlotMap {
             ..SlotMap::default()
         };
         let mut index: std::collections::BTreeMap<[u8; 40], u16> = Default::default();
-        // A replica serves its master's slots for reads only; until
-        // replication exists every node answers for its own slots.
+        // A replica serves its master's slots for READONLY reads only.
+        let me = m.me();
+        let my_master = me.slaveof.filter(|_| me.is_replica());
         for (slot, owner) in m.owners().iter().enumerate() {
             let Some(name) = owner else { continue };
             let idx = match index.get(name) {
@@ -78,6 +85,9 @@ impl SlotMap {
                             if p.has(nflag::MYSELF) {
                                 map.local = i;
                             }
+                            if Some(p.name) == my_master {
+                                map.master = i;
+                            }
                             format!("{host}:{}", p.port)
                         }
                         None => "?:0".to_string(),
@@ -96,6 +106,9 @@ impl SlotMap {
         match self.owner.get(slot).copied().unwrap_or(NONE) {
             NONE => Route::Unbound,
             i if i == self.local => Route::Local,
+            i if i == self.master => {
+                Route::Master(self.endpoints.get(i as usize).map_or("?:0", |s| s.as_str()))
+            }
             i => Route::Moved(self.endpoints.get(i as usize).map_or("?:0", |s| s.as_str())),
         }
     }

@@ -205,6 +205,12 @@ fn cluster(ctx: &mut Ctx) -> CmdResult {
             if is_master && count_keys(&node, None) != 0 {
                 return err("ERR CLUSTER RESET can't be called with master nodes containing keys");
             }
+            if !is_master {
+                // A replica becomes an empty master, as redis's clusterReset.
+                crate::replication::set_master(&node, None);
+                let mut view = super::system_view(&node, node.keyspace.lock_all(), 0);
+                view.flush(true, false);
+            }
             c.drive(|m, now| m.reset(hard, now));
             ctx.out.ok();
         }
@@ -270,6 +276,13 @@ fn cluster(ctx: &mut Ctx) -> CmdResult {
         }
         "links" => {
             c.with(|m| write_links(m, &mut ctx.out));
+        }
+        "replicate" => {
+            let node = ctx.node.clone();
+            let has_keys = count_keys(&node, None) != 0;
+            c.drive(|m, now| m.replicate(&args[2], has_keys, now))
+                .map_err(|e| CmdError(e.0))?;
+            ctx.out.ok();
         }
         "replicas" | "slaves" => {
             let name = args[2].clone();

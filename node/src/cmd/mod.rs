@@ -455,6 +455,9 @@ fn route(
         Route::Local => None,
         Route::Unbound => Some("CLUSTERDOWN Hash slot not served".to_string()),
         Route::Moved(ep) => Some(format!("MOVED {slot} {ep}")),
+        // A replica serves its master's slots to READONLY clients' reads.
+        Route::Master(_) if client.readonly && !is_write => None,
+        Route::Master(ep) => Some(format!("MOVED {slot} {ep}")),
     }
 }
 
