@@ -220,6 +220,22 @@ impl Shard {
 
 static SNAPSHOTS: AtomicU64 = AtomicU64::new(0);
 
+/// Runs the calling thread (the snapshot producer) at a lower scheduling
+/// priority, so that on a busy machine the threads serving clients go
+/// first; a snapshot only needs to finish, not to win.
+fn lower_priority() {
+    // SAFETY: gettid and setpriority take plain integers, touch no memory
+    // of ours and cannot violate Rust's invariants; a failure only leaves
+    // the priority unchanged, which we ignore.
+    let rc = unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 10)
+    };
+    if rc != 0 {
+        tracing::debug!("could not lower the snapshot thread's priority");
+    }
+}
+
 impl Keyspace {
     /// Whether a snapshot is running.
     pub fn snapshot_running(&self) -> bool {
@@ -269,6 +285,7 @@ impl Keyspace {
     }
 
     fn produce(&self, job: &Arc<SnapshotJob>) {
+        lower_priority();
         let n = self.nshards();
         for slot in 0..SLOTS {
             job.wait_for_space();
