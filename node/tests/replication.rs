@@ -586,3 +586,28 @@ fn chained_replicas_pass_the_stream_on() {
     assert_eq!(da, dump(&mut cb, 3));
     assert_eq!(da, dump(&mut cc, 3));
 }
+
+#[test]
+fn messages_published_on_the_master_reach_replica_subscribers() {
+    for redis_replica in [false, true] {
+        let master = Server::start(&[]);
+        let replica = if redis_replica {
+            Server::start_redis()
+        } else {
+            Server::start(&[])
+        };
+        let mut r = replica.conn();
+        r.cmd(&["REPLICAOF", "127.0.0.1", &master.port.to_string()]);
+        wait_link_up(&mut r);
+        let mut sub = replica.conn();
+        sub.cmd(&["SUBSCRIBE", "news"]);
+        let mut m = master.conn();
+        m.cmd(&["PUBLISH", "news", "hello"]);
+        let msg = sub.read();
+        assert_eq!(
+            msg.array().iter().map(|x| x.text()).collect::<Vec<_>>(),
+            ["message", "news", "hello"],
+            "redis replica: {redis_replica}"
+        );
+    }
+}

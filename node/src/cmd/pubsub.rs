@@ -136,8 +136,14 @@ fn sunsubscribe(ctx: &mut Ctx) -> CmdResult {
 
 fn publish(ctx: &mut Ctx) -> CmdResult {
     let n = ctx.node.pubsub.publish(&ctx.args[1], &ctx.args[2]);
-    if let Some(c) = ctx.node.cluster.get() {
-        c.publish(&ctx.args[1], &ctx.args[2], false);
+    match ctx.node.cluster.get() {
+        Some(c) => c.publish(&ctx.args[1], &ctx.args[2], false),
+        // Standalone, messages reach subscribers on replicas through the
+        // replication stream, as in redis.
+        None => ctx
+            .node
+            .effects_stream()
+            .append_nodb(&[b"PUBLISH", &ctx.args[1], &ctx.args[2]]),
     }
     ctx.node
         .stats
@@ -149,8 +155,12 @@ fn publish(ctx: &mut Ctx) -> CmdResult {
 
 fn spublish(ctx: &mut Ctx) -> CmdResult {
     let n = ctx.node.pubsub.spublish(&ctx.args[1], &ctx.args[2]);
-    if let Some(c) = ctx.node.cluster.get() {
-        c.publish(&ctx.args[1], &ctx.args[2], true);
+    match ctx.node.cluster.get() {
+        Some(c) => c.publish(&ctx.args[1], &ctx.args[2], true),
+        None => ctx
+            .node
+            .effects_stream()
+            .append_nodb(&[b"SPUBLISH", &ctx.args[1], &ctx.args[2]]),
     }
     ctx.out.int(n as i64);
     Ok(())
