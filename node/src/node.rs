@@ -80,6 +80,40 @@ pub struct ClientHandle {
 }
 
 impl ClientHandle {
+    /// A fresh handle with nothing set but its identity and `flags`.
+    pub fn new(
+        id: u64,
+        addr: SocketAddr,
+        laddr: SocketAddr,
+        fd: i32,
+        flags: u32,
+        push: mpsc::UnboundedSender<Push>,
+    ) -> ClientHandle {
+        ClientHandle {
+            id,
+            addr,
+            laddr,
+            fd,
+            created: Instant::now(),
+            name: Default::default(),
+            db: Default::default(),
+            last_interaction_ms: unix_ms().into(),
+            last_cmd: Mutex::new("NULL"),
+            flags: flags.into(),
+            subs: Default::default(),
+            psubs: Default::default(),
+            ssubs: Default::default(),
+            multi_len: (-1).into(),
+            resp: 2.into(),
+            qbuf: Default::default(),
+            obuf: Default::default(),
+            pending_push: Default::default(),
+            killed: Default::default(),
+            kill: Default::default(),
+            push,
+        }
+    }
+
     pub fn kill(&self) {
         self.killed.store(true, Ordering::Release);
         self.kill.notify_one();

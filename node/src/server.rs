@@ -182,29 +182,7 @@ async fn connection(node: Arc<Node>, mut stream: TcpStream, addr: SocketAddr, id
         use std::os::fd::AsRawFd;
         stream.as_raw_fd()
     };
-    let handle = Arc::new(ClientHandle {
-        id,
-        addr,
-        laddr,
-        fd,
-        created: std::time::Instant::now(),
-        name: Default::default(),
-        db: Default::default(),
-        last_interaction_ms: unix_ms().into(),
-        last_cmd: parking_lot::Mutex::new("NULL"),
-        flags: Default::default(),
-        subs: Default::default(),
-        psubs: Default::default(),
-        ssubs: Default::default(),
-        multi_len: (-1).into(),
-        resp: 2.into(),
-        qbuf: Default::default(),
-        obuf: Default::default(),
-        pending_push: Default::default(),
-        killed: Default::default(),
-        kill: Default::default(),
-        push: push_tx,
-    });
+    let handle = Arc::new(ClientHandle::new(id, addr, laddr, fd, 0, push_tx));
     node.clients.lock().insert(id, handle.clone());
     let needs_auth = node.hot.requirepass.read().is_some();
     let mut client = Client::new(handle.clone(), !needs_auth);

@@ -231,6 +231,16 @@ impl WriteStream {
 
     /// Appends one effect executed in database `db`.
     pub fn append(&self, db: usize, args: &[&[u8]]) {
+        self.append_in(Some(db), args);
+    }
+
+    /// Appends a command that does not depend on the selected database
+    /// (the master's PING, REPLCONF GETACK, PUBLISH).
+    pub fn append_nodb(&self, args: &[&[u8]]) {
+        self.append_in(None, args);
+    }
+
+    fn append_in(&self, db: Option<usize>, args: &[&[u8]]) {
         if !self.active.load(Ordering::Acquire) {
             self.offset
                 .fetch_add(encoded_len(args) as u64, Ordering::Relaxed);
@@ -239,28 +249,11 @@ impl WriteStream {
         let mut g = self.inner.lock();
         let inner = &mut *g;
         inner.scratch.clear();
-        if inner.selected != Some(db) {
+        if let Some(db) = db.filter(|&d| inner.selected != Some(d)) {
             let mut ib = itoa::Buffer::new();
             encode(&mut inner.scratch, &[b"SELECT", ib.format(db).as_bytes()]);
             inner.selected = Some(db);
         }
-        encode(&mut inner.scratch, args);
-        let bytes = inner.scratch.split().freeze();
-        inner.push(&self.offset, bytes);
-        self.refresh_active(inner);
-    }
-
-    /// Appends a command that does not depend on the selected database
-    /// (the master's PING, REPLCONF GETACK).
-    pub fn append_nodb(&self, args: &[&[u8]]) {
-        if !self.active.load(Ordering::Acquire) {
-            self.offset
-                .fetch_add(encoded_len(args) as u64, Ordering::Relaxed);
-            return;
-        }
-        let mut g = self.inner.lock();
-        let inner = &mut *g;
-        inner.scratch.clear();
         encode(&mut inner.scratch, args);
         let bytes = inner.scratch.split().freeze();
         inner.push(&self.offset, bytes);

@@ -484,29 +484,7 @@ fn master_handle(node: &Node, c: &Conn) -> Arc<ClientHandle> {
     };
     let (push, _rx) = tokio::sync::mpsc::unbounded_channel();
     let id = node.next_client_id.fetch_add(1, Ordering::Relaxed);
-    Arc::new(ClientHandle {
-        id,
-        addr,
-        laddr,
-        fd,
-        created: std::time::Instant::now(),
-        name: Default::default(),
-        db: Default::default(),
-        last_interaction_ms: unix_ms().into(),
-        last_cmd: parking_lot::Mutex::new("NULL"),
-        flags: cflag::MASTER.into(),
-        subs: Default::default(),
-        psubs: Default::default(),
-        ssubs: Default::default(),
-        multi_len: (-1).into(),
-        resp: 2.into(),
-        qbuf: Default::default(),
-        obuf: Default::default(),
-        pending_push: Default::default(),
-        killed: Default::default(),
-        kill: Default::default(),
-        push,
-    })
+    Arc::new(ClientHandle::new(id, addr, laddr, fd, cflag::MASTER, push))
 }
 
 /// Applies the master's stream until the link breaks.
