@@ -405,6 +405,22 @@ fn shards_for<'a>(
     (ids, hints)
 }
 
+/// The one shard a command's keys live on, when it touches keys of a
+/// single shard and nothing else (a replica applies such commands from
+/// different shards in parallel). None for anything else.
+pub fn single_shard(node: &Node, args: &[Bytes]) -> Option<usize> {
+    let (top, spec) = resolve(args).ok()?;
+    let entry = handler(top)?;
+    if entry.access != Access::Keys || spec.flags & flag::BLOCKING != 0 {
+        return None;
+    }
+    let (ids, _) = shards_for(node, spec, args);
+    match ids.as_slice() {
+        [one] => Some(*one),
+        _ => None,
+    }
+}
+
 /// Cluster routing, as redis's getNodeByQuery: the error to reply instead
 /// of running the command, or None to run it here. Commands without keys
 /// run locally; EXEC is judged over its whole queue.

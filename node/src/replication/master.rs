@@ -288,6 +288,9 @@ async fn send_eof_marked(
     send(sock, format!("$EOF:{mark}\r\n").as_bytes(), limit).await?;
     while let Some(chunk) = job.next_chunk().await {
         send(sock, &chunk, limit).await?;
+        // A fast replica never makes the socket wait: give the clients
+        // sharing this worker thread their turn after every chunk.
+        tokio::task::yield_now().await;
     }
     if job.is_cancelled() {
         return Err(std::io::Error::other("snapshot cancelled"));
@@ -329,6 +332,7 @@ async fn send_via_file(
                 break;
             }
             send(sock, &buf[..n], limit).await?;
+            tokio::task::yield_now().await;
         }
         Ok(())
     }
@@ -416,6 +420,7 @@ async fn stream_to(
                     }
                 }
                 feed.consumed(batch.len());
+                tokio::task::yield_now().await;
                 node.stats.total_net_output_bytes.fetch_add(batch.len() as u64, Ordering::Relaxed);
             }
             _ = tick.tick() => {

@@ -544,6 +544,7 @@ async fn apply_loop(
             let mut failed: Option<(Bytes, String)> = None;
             {
                 let _apply = node.repl_apply.lock();
+                let mut batch = ShardBatches::new(node.keyspace.nshards());
                 while pos < region.len() {
                     let Ok(Some(n)) = frame::frame_len(&region[pos..], max_bulk) else {
                         pos = region.len();
@@ -562,15 +563,28 @@ async fn apply_loop(
                     if args.is_empty() {
                         continue;
                     }
+                    // Commands on one shard's keys commute with those on
+                    // other shards: they are grouped by shard and applied
+                    // in parallel. Anything else (several shards, no keys,
+                    // SELECT, a transaction) waits for the groups and runs
+                    // alone, in stream order.
+                    if client.multi.is_none() {
+                        if let Some(shard) = crate::cmd::single_shard(node, &args) {
+                            batch.push(shard, client.db, args);
+                            continue;
+                        }
+                    }
+                    batch.run(node, client, &mut failed);
                     out.clear();
                     let _ = crate::cmd::dispatch(node, client, &args, &mut out);
-                    if out.first() == Some(&b'-') && failed.is_none() {
-                        let e = String::from_utf8_lossy(&out[..out.len().min(200)]);
-                        failed = Some((args[0].clone(), e.trim_end().to_string()));
-                    }
+                    note_failure(&mut failed, &args, &out);
                 }
+                batch.run(node, client, &mut failed);
                 node.stream.append_raw(region.slice(start..pos));
             }
+            node.stats
+                .total_commands_processed
+                .fetch_add(std::mem::take(&mut client.pending_cmds), Ordering::Relaxed);
             if let Some((cmd, e)) = failed {
                 if warned < 10 {
                     warned += 1;
@@ -609,5 +623,102 @@ async fn apply_loop(
                 c.send(&[b"REPLCONF", b"ACK", off.as_bytes()]).await?;
             }
         }
+    }
+}
+
+fn note_failure(failed: &mut Option<(Bytes, String)>, args: &[Bytes], out: &[u8]) {
+    if out.first() == Some(&b'-') && failed.is_none() {
+        let e = String::from_utf8_lossy(&out[..out.len().min(200)]);
+        *failed = Some((args[0].clone(), e.trim_end().to_string()));
+    }
+}
+
+/// Commands from the master grouped by the shard of their keys, each with
+/// the database it runs in.
+struct ShardBatches {
+    groups: Vec<Vec<(usize, Vec<Bytes>)>>,
+    pending: usize,
+}
+
+/// Below this many commands a batch is applied on the link's own thread:
+/// starting threads would cost more than it saves.
+const PARALLEL_FROM: usize = 64;
+
+impl ShardBatches {
+    fn new(nshards: usize) -> Self {
+        ShardBatches {
+            groups: (0..nshards).map(|_| Vec::new()).collect(),
+            pending: 0,
+        }
+    }
+
+    fn push(&mut self, shard: usize, db: usize, args: Vec<Bytes>) {
+        if let Some(g) = self.groups.get_mut(shard) {
+            g.push((db, args));
+            self.pending += 1;
+        }
+    }
+
+    /// Applies every group, in parallel when worth it, and empties them.
+    fn run(&mut self, node: &Arc<Node>, client: &mut Client, failed: &mut Option<(Bytes, String)>) {
+        if self.pending == 0 {
+            return;
+        }
+        let busy = self.groups.iter().filter(|g| !g.is_empty()).count();
+        let saved_db = client.db;
+        if busy == 1 || self.pending < PARALLEL_FROM {
+            let mut out = BytesMut::new();
+            for g in &mut self.groups {
+                for (db, args) in g.drain(..) {
+                    client.db = db;
+                    out.clear();
+                    let _ = crate::cmd::dispatch(node, client, &args, &mut out);
+                    note_failure(failed, &args, &out);
+                }
+            }
+        } else {
+            let handle = client.handle.clone();
+            let results: Vec<Option<(Bytes, String)>> = std::thread::scope(|s| {
+                let workers: Vec<_> = self
+                    .groups
+                    .iter_mut()
+                    .filter(|g| !g.is_empty())
+                    .map(|g| {
+                        let handle = handle.clone();
+                        s.spawn(move || {
+                            let mut c = Client::new(handle, true);
+                            c.is_master = true;
+                            let mut out = BytesMut::new();
+                            let mut failed = None;
+                            for (db, args) in g.drain(..) {
+                                c.db = db;
+                                out.clear();
+                                let _ = crate::cmd::dispatch(node, &mut c, &args, &mut out);
+                                note_failure(&mut failed, &args, &out);
+                            }
+                            node.stats
+                                .total_commands_processed
+                                .fetch_add(std::mem::take(&mut c.pending_cmds), Ordering::Relaxed);
+                            failed
+                        })
+                    })
+                    .collect();
+                workers
+                    .into_iter()
+                    .map(|w| {
+                        w.join().unwrap_or_else(|_| {
+                            Some((Bytes::from_static(b"?"), "apply thread panicked".into()))
+                        })
+                    })
+                    .collect()
+            });
+            for r in results.into_iter().flatten() {
+                if failed.is_none() {
+                    *failed = Some(r);
+                }
+            }
+        }
+        client.db = saved_db;
+        self.pending = 0;
     }
 }
