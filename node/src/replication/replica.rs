@@ -602,6 +602,11 @@ async fn apply_loop(
         handle
             .last_interaction_ms
             .store(unix_ms(), Ordering::Relaxed);
+        // Read in large pieces: a BytesMut without spare room would hand
+        // the socket 64 bytes at a time.
+        if c.buf.capacity() - c.buf.len() < 64 * 1024 {
+            c.buf.reserve(256 * 1024);
+        }
         tokio::select! {
             biased;
             _ = ctl.notify.notified() => return Ok(()),
