@@ -96,28 +96,33 @@ impl SnapshotJob {
         self.push(&mut st, buf);
     }
 
-    /// Serializes every database's keys of `slot` in `shard`.
+    /// Serializes every database's keys of `slot` in `shard`. The
+    /// serialization runs outside the job's lock (with a writer of its
+    /// own); only queueing the bytes and counting them into the checksum
+    /// happen under it, in stream order.
     fn dump_slot(&self, dbs: &[Db], slot: usize, early: bool) {
-        let mut st = self.state.lock();
-        if st.cancelled || st.finished {
-            return;
-        }
+        let mut w = RdbWriter::new();
         let mut buf = Vec::new();
-        let st = &mut *st;
+        let mut keys = 0u64;
         for (i, db) in dbs.iter().enumerate() {
             let Some(t) = db.table(slot) else { continue };
             if t.is_empty() {
                 continue;
             }
-            st.writer.select_db(&mut buf, i);
-            let w = &mut st.writer;
+            w.select_db(&mut buf, i);
             t.for_each_entry(|k, v, exp| w.entry(&mut buf, k, v, exp));
-            st.keys += t.len() as u64;
+            keys += t.len() as u64;
         }
+        let mut st = self.state.lock();
+        if st.cancelled || st.finished {
+            return;
+        }
+        st.writer.absorb(&buf);
+        st.keys += keys;
         if early {
             st.early_bytes += buf.len() as u64;
         }
-        self.push(st, buf);
+        self.push(&mut st, buf);
     }
 
     fn wait_for_space(&self) {

@@ -131,6 +131,13 @@ impl RdbWriter {
         self.track(out, start);
     }
 
+    /// Counts bytes produced by another writer (entries serialized in
+    /// parallel) into this stream's checksum, in the order they are
+    /// placed in the stream.
+    pub fn absorb(&mut self, bytes: &[u8]) {
+        self.crc.update(bytes);
+    }
+
     /// Writes the EOF opcode and the 8-byte little-endian CRC64 of
     /// everything written before (including the EOF opcode).
     pub fn finish(&mut self, out: &mut Vec<u8>) {
