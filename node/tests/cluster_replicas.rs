@@ -36,16 +36,7 @@ fn replica_layout(
         if lines.len() != idx.len() {
             return Err(format!("{} lists {} nodes", n.name(), lines.len()));
         }
-        for l in &lines {
-            for bad in ["handshake", "fail?", "fail", "noaddr"] {
-                if l.has_flag(bad) {
-                    return Err(format!("{} sees {} as {bad}", n.name(), l.id));
-                }
-            }
-            if l.link_state != "connected" {
-                return Err(format!("{} sees {} {}", n.name(), l.id, l.link_state));
-            }
-        }
+        common::cluster::healthy(&n.name(), &lines)?;
         let m = lines.iter().filter(|l| l.has_flag("master")).count();
         let pairs: BTreeMap<String, String> = lines
             .iter()

@@ -59,9 +59,6 @@ pub struct Cluster {
     pub bus_port: u16,
     /// The client port we listen on.
     port: u16,
-    /// The master address replication was last pointed at (None: we are
-    /// a master).
-    following: Mutex<Option<(String, u16)>>,
 }
 
 /// The machine settings derived from the configuration.
@@ -182,7 +179,6 @@ impl Cluster {
             node: OnceLock::new(),
             bus_port,
             port,
-            following: Mutex::new(None),
         });
         // Persist at once so a crash after start keeps our name.
         cluster.drive(|_, _| ());
@@ -292,16 +288,15 @@ impl Cluster {
         let Some(node) = self.node() else {
             return;
         };
-        let mut following = self.following.lock();
-        if *following == want {
-            return;
+        // set_master changes nothing when replication already follows
+        // `want`: the replication state is the only record of it.
+        let log = match &want {
+            Some((ip, port)) => format!("cluster: replicating the master at {ip}:{port}"),
+            None => "cluster: no longer a replica".to_string(),
+        };
+        if crate::replication::set_master(&node, want) {
+            tracing::info!("{log}");
         }
-        match &want {
-            Some((ip, port)) => tracing::info!("cluster: replicating the master at {ip}:{port}"),
-            None => tracing::info!("cluster: no longer a replica"),
-        }
-        *following = want.clone();
-        crate::replication::set_master(&node, want);
     }
 
     /// Reads the machine without changing it.
@@ -548,13 +543,13 @@ impl Cluster {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if self
+            let Some(node) = self
                 .node()
-                .is_none_or(|n| n.shutting_down.load(Ordering::Acquire))
-            {
+                .filter(|n| !n.shutting_down.load(Ordering::Acquire))
+            else {
                 return;
-            }
-            let offset = self.node().map_or(0, |n| n.stream.offset());
+            };
+            let offset = node.stream.offset();
             self.drive(|m, now| {
                 m.set_repl_offset(offset);
                 m.tick(now)

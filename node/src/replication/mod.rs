@@ -94,7 +94,6 @@ pub struct MasterLink {
     /// read so far.
     pub sync_total: i64,
     pub sync_read: u64,
-    pub sync_start_ms: i64,
     /// Stops the link task.
     pub ctl: Arc<replica::LinkCtl>,
 }
@@ -124,9 +123,6 @@ pub struct Replication {
     pub last_cow_size: AtomicU64,
     /// Unix ms since when there is no replica (repl-backlog-ttl).
     pub no_replicas_since_ms: AtomicI64,
-    /// Bumped on each REPLICAOF: snapshot waiters and sessions of the old
-    /// role see it and stop.
-    pub generation: AtomicU64,
 }
 
 impl Default for Replication {
@@ -147,7 +143,6 @@ impl Default for Replication {
             sync_partial_err: AtomicU64::new(0),
             last_cow_size: AtomicU64::new(0),
             no_replicas_since_ms: AtomicI64::new(unix_ms()),
-            generation: AtomicU64::new(0),
         }
     }
 }
@@ -199,7 +194,6 @@ pub fn set_master(node: &Arc<Node>, target: Option<(String, u16)>) -> bool {
                 }
                 cur.ctl.stop();
             }
-            repl.generation.fetch_add(1, Ordering::Relaxed);
             repl.is_replica.store(true, Ordering::Relaxed);
             repl.link_up.store(false, Ordering::Relaxed);
             // Our replicas resynchronize with us once we know our new
@@ -216,7 +210,6 @@ pub fn set_master(node: &Arc<Node>, target: Option<(String, u16)>) -> bool {
                 down_since_ms: unix_ms(),
                 sync_total: -1,
                 sync_read: 0,
-                sync_start_ms: 0,
                 ctl: ctl.clone(),
             });
             drop(m);
@@ -229,7 +222,6 @@ pub fn set_master(node: &Arc<Node>, target: Option<(String, u16)>) -> bool {
                 return false;
             };
             cur.ctl.stop();
-            repl.generation.fetch_add(1, Ordering::Relaxed);
             drop(m);
             // A new history starts here; the old one stays valid up to our
             // offset, so former siblings continue with a partial resync.

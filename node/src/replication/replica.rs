@@ -300,7 +300,6 @@ async fn full_sync(
 ) -> Res<()> {
     set_state(node, ctl, |m| {
         m.state = LinkState::Sync;
-        m.sync_start_ms = unix_ms();
         m.sync_read = 0;
         m.sync_total = -1;
     });

@@ -498,16 +498,7 @@ impl Cluster {
                     idx.len()
                 ));
             }
-            for l in &lines {
-                for bad in ["handshake", "fail?", "fail", "noaddr"] {
-                    if l.has_flag(bad) {
-                        return Err(format!("{} sees {} as {bad}", n.name(), l.id));
-                    }
-                }
-                if l.link_state != "connected" {
-                    return Err(format!("{} sees {} {}", n.name(), l.id, l.link_state));
-                }
-            }
+            healthy(&n.name(), &lines)?;
             let me = lines
                 .iter()
                 .find(|l| l.has_flag("myself"))
@@ -757,4 +748,20 @@ pub fn key_where(prefix: &str, pick: impl Fn(u16) -> bool) -> String {
         .map(|n| format!("{prefix}{n}"))
         .find(|k| pick(key_slot(k.as_bytes())))
         .expect("some key hashes there")
+}
+
+/// Ok when no line of `lines` (CLUSTER NODES as `name` sees it) is in
+/// handshake, pfail, fail or noaddr, and every link is connected.
+pub fn healthy(name: &str, lines: &[NodeLine]) -> Result<(), String> {
+    for l in lines {
+        for bad in ["handshake", "fail?", "fail", "noaddr"] {
+            if l.has_flag(bad) {
+                return Err(format!("{name} sees {} as {bad}", l.id));
+            }
+        }
+        if l.link_state != "connected" {
+            return Err(format!("{name} sees {} {}", l.id, l.link_state));
+        }
+    }
+    Ok(())
 }
