@@ -130,11 +130,45 @@ impl ClientHandle {
     }
 }
 
-/// CLIENT PAUSE state.
+/// Why clients are paused. Each purpose has its own deadline, so that
+/// ending one (a manual failover that completed) never lifts another (an
+/// operator's CLIENT PAUSE); clients wait for the strongest in effect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PausePurpose {
+    /// CLIENT PAUSE / CLIENT UNPAUSE.
+    Client = 0,
+    /// A graceful shutdown waiting for replicas to catch up.
+    Shutdown = 1,
+    /// A master paused for a manual failover (MFSTART).
+    Failover = 2,
+}
+
+/// Client pause state: per purpose, the end (unix ms) and whether all
+/// commands (not only writes) wait.
 #[derive(Default)]
 pub struct Pause {
-    /// Pause end (unix ms) and whether all commands (not only writes) wait.
-    until: Option<(i64, bool)>,
+    until: [Option<(i64, bool)>; 3],
+}
+
+impl Pause {
+    /// The combined pause: the latest end among those still running and
+    /// whether any of them holds every command. Expired entries are dropped.
+    fn effective(&mut self, now: i64) -> Option<(i64, bool)> {
+        let mut out: Option<(i64, bool)> = None;
+        for slot in &mut self.until {
+            match *slot {
+                Some((u, _)) if u <= now => *slot = None,
+                Some((u, a)) => {
+                    out = Some(match out {
+                        Some((ou, oa)) => (ou.max(u), oa || a),
+                        None => (u, a),
+                    })
+                }
+                None => {}
+            }
+        }
+        out
+    }
 }
 
 #[derive(Clone)]
@@ -337,7 +371,7 @@ impl Node {
     /// master's DEL.
     #[inline]
     pub fn expire_policy(&self) -> crate::engine::ExpirePolicy {
-        if self.repl.is_replica() {
+        if self.repl.is_replica() || self.writes_paused() {
             crate::engine::ExpirePolicy::Hide
         } else {
             crate::engine::ExpirePolicy::Delete
@@ -353,45 +387,71 @@ impl Node {
         self.clients.lock().len()
     }
 
-    /// Starts a CLIENT PAUSE; a new pause never shortens or weakens one
-    /// in effect.
-    pub fn pause_until(&self, until: i64, all: bool) {
+    /// Starts a pause for `purpose`; a new pause never shortens or weakens
+    /// one in effect for the same purpose.
+    pub fn pause_until(&self, purpose: PausePurpose, until: i64, all: bool) {
         let mut p = self.pause.lock();
-        p.until = Some(match p.until {
+        let slot = &mut p.until[purpose as usize];
+        *slot = Some(match *slot {
             Some((u, a)) => (u.max(until), a || all),
             None => (until, all),
         });
         self.pause_active.store(true, Ordering::Release);
     }
 
-    /// CLIENT UNPAUSE.
-    pub fn unpause(&self) {
+    /// Ends the pause of `purpose` (CLIENT UNPAUSE, a manual failover that
+    /// completed or timed out) and wakes the clients that no other pause
+    /// still holds.
+    pub fn unpause(&self, purpose: PausePurpose) {
         let mut p = self.pause.lock();
-        p.until = None;
-        self.pause_active.store(false, Ordering::Release);
+        p.until[purpose as usize] = None;
+        let still = p.effective(unix_ms()).is_some();
+        self.pause_active.store(still, Ordering::Release);
+        drop(p);
+        self.unpaused.notify_waiters();
     }
 
-    /// Whether a command must wait because of CLIENT PAUSE.
+    /// Whether writes are paused right now for any purpose (active expiry,
+    /// lazy-expiry deletions and replication PINGs hold still meanwhile, so
+    /// the replication offset does not move).
+    pub fn writes_paused(&self) -> bool {
+        self.pause_active.load(Ordering::Acquire) && self.paused_for(true).is_some()
+    }
+
+    /// Pauses writes for `purpose` until `until` and returns once every
+    /// write that began before the pause has finished: taking every shard
+    /// lock waits for the writes holding them, and a write that takes its
+    /// locks later sees the pause and waits (the barrier in
+    /// `cmd::run_with_view` and EXEC). The stream offset read afterwards
+    /// is final until the pause ends.
+    pub fn pause_writes_and_drain(&self, purpose: PausePurpose, until: i64) -> u64 {
+        self.pause_until(purpose, until, false);
+        let guards = self.keyspace.lock_all();
+        let offset = self.stream.offset();
+        drop(guards);
+        offset
+    }
+
+    /// Whether `purpose` has a pause in effect.
+    pub fn paused_by(&self, purpose: PausePurpose) -> bool {
+        let p = self.pause.lock();
+        p.until[purpose as usize].is_some_and(|(u, _)| u > unix_ms())
+    }
+
+    /// Whether a command must wait because of a pause: the time to retry.
     pub fn paused_for(&self, is_write: bool) -> Option<i64> {
         // The data path reads one flag; the lock only while a pause is on.
         if !self.pause_active.load(Ordering::Acquire) {
             return None;
         }
         let mut p = self.pause.lock();
-        match p.until {
-            Some((until, all)) => {
-                if unix_ms() >= until {
-                    p.until = None;
-                    self.pause_active.store(false, Ordering::Release);
-                    self.unpaused.notify_waiters();
-                    None
-                } else if all || is_write {
-                    Some(until)
-                } else {
-                    None
-                }
+        match p.effective(unix_ms()) {
+            Some((until, all)) => (all || is_write).then_some(until),
+            None => {
+                self.pause_active.store(false, Ordering::Release);
+                self.unpaused.notify_waiters();
+                None
             }
-            None => None,
         }
     }
 

@@ -621,7 +621,9 @@ pub async fn cron(node: Arc<Node>) {
         let started = std::time::Instant::now();
         // Only masters expire keys actively; a replica waits for its
         // master's DEL.
-        let expiring = !node.repl.is_replica() && node.hot.active_expire.load(Ordering::Relaxed);
+        let expiring = !node.repl.is_replica()
+            && !node.writes_paused()
+            && node.hot.active_expire.load(Ordering::Relaxed);
         for id in 0..node.keyspace.nshards() {
             if !expiring {
                 break;

@@ -379,12 +379,12 @@ fn client(ctx: &mut Ctx) -> CmdResult {
                 return err(SYNTAX);
             }
             let until = now.saturating_add(ms);
-            ctx.node.pause_until(until, all);
+            ctx.node
+                .pause_until(crate::node::PausePurpose::Client, until, all);
             ctx.out.ok();
         }
         b"unpause" => {
-            ctx.node.unpause();
-            ctx.node.unpaused.notify_waiters();
+            ctx.node.unpause(crate::node::PausePurpose::Client);
             ctx.out.ok();
         }
         b"reply" => {

@@ -711,7 +711,7 @@ pub fn dispatch(
         reject(node, client, args, &mut w, e);
         return Flow::Continue;
     }
-    let is_write = spec.flags & (flag::WRITE | flag::MAY_REPLICATE) != 0;
+    let is_write = pausable_write(client, spec);
     if !client.is_master {
         if let Some(until) = node.paused_for(is_write) {
             return Flow::WaitPause(until);
@@ -727,6 +727,20 @@ pub fn dispatch(
     let micros = started.elapsed().as_micros() as u64;
     after_call(node, client, args, spec, micros);
     flow
+}
+
+/// Whether a client pause of writes holds this command: writes, commands
+/// that may replicate (PUBLISH), and an EXEC whose queue holds one.
+fn pausable_write(client: &Client, spec: &CommandSpec) -> bool {
+    const W: u64 = flag::WRITE | flag::MAY_REPLICATE;
+    if spec.flags & W != 0 {
+        return true;
+    }
+    spec.name == "exec"
+        && client.multi.as_ref().is_some_and(|q| {
+            q.iter()
+                .any(|a| crate::cmdspec::lookup_args(a).is_some_and(|s| s.flags & W != 0))
+        })
 }
 
 /// Runs a resolved command, locking its shards unless a view is supplied
@@ -754,6 +768,20 @@ pub fn run_with_view<'n>(
         }
         (None, Access::All) => Some(make_view(node, client, node.keyspace.lock_all())),
     };
+    // The write barrier of a pause: a write that passed the pause check
+    // just before a pause began must not run after it. Whoever starts a
+    // pause and then takes the shard locks (see `Node::write_barrier`)
+    // knows every write that got its locks earlier is finished and every
+    // later one waits here, so the replication offset it reads is final.
+    if view.is_some()
+        && !client.is_master
+        && spec.flags & (flag::WRITE | flag::MAY_REPLICATE) != 0
+        && node.pause_active.load(Ordering::Acquire)
+    {
+        if let Some(until) = node.paused_for(true) {
+            return (Flow::WaitPause(until), None);
+        }
+    }
     let out = ReplyWriter::new(w.buf, client.proto);
     let mut ctx = Ctx {
         node,

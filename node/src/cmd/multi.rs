@@ -118,8 +118,8 @@ fn exec(ctx: &mut Ctx) -> CmdResult {
     };
     let node = ctx.node;
     let aborted = ctx.client.multi_error;
-    discard_state(node, ctx.client);
     if aborted {
+        discard_state(node, ctx.client);
         unwatch_all(node, ctx.client);
         return err("EXECABORT Transaction discarded because of previous errors.");
     }
@@ -127,6 +127,21 @@ fn exec(ctx: &mut Ctx) -> CmdResult {
     // respect to every other client and enters the write stream as one
     // MULTI ... EXEC block.
     let guards = node.keyspace.lock_all();
+    // The pause write barrier (see run_with_view): a transaction with
+    // writes that reached its locks after a pause began waits and retries.
+    if !ctx.client.is_master && node.pause_active.load(Ordering::Acquire) {
+        const W: u64 = flag::WRITE | flag::MAY_REPLICATE;
+        let writes = queue
+            .iter()
+            .any(|a| crate::cmdspec::lookup_args(a).is_some_and(|s| s.flags & W != 0));
+        if let Some(until) = node.paused_for(true).filter(|_| writes) {
+            drop(guards);
+            ctx.client.multi = Some(queue);
+            ctx.flow = super::Flow::WaitPause(until);
+            return Ok(());
+        }
+    }
+    discard_state(node, ctx.client);
     let mut view = make_view(node, ctx.client, guards);
     let mut changed = false;
     for (db, key, version, epoch) in &ctx.client.watched {

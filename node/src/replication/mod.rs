@@ -273,7 +273,7 @@ pub fn cron(node: &Arc<Node>, tick: u64) {
     if has_replicas {
         repl.no_replicas_since_ms
             .store(unix_ms(), Ordering::Relaxed);
-        if !repl.is_replica() && tick % ping_period == 0 {
+        if !repl.is_replica() && tick % ping_period == 0 && !node.writes_paused() {
             node.stream.append_nodb(&[b"PING"]);
         }
     } else if !repl.is_replica() && backlog_ttl > 0 {
