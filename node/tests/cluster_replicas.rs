@@ -12,74 +12,12 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::cluster::{key_slot, need, redis_cli, Cluster, Kind, NodeLine, CLI};
+use common::cluster::{index_of, key_slot, need, redis_cli, replica_layout, Cluster, Kind, CLI};
 use common::Reply;
 
 use Kind::{Ours, Redis};
 
 const NODE_TIMEOUT: u64 = 2000;
-
-/// Ok with (master id -> its slots' owner line, replica id -> master id)
-/// when every node of `idx` lists them all, connected and healthy, agrees
-/// on who replicates whom, has `masters` masters and `replicas` replicas,
-/// and reports cluster_state:ok.
-fn replica_layout(
-    c: &Cluster,
-    idx: &[usize],
-    masters: usize,
-    replicas: usize,
-) -> Result<BTreeMap<String, String>, String> {
-    let mut first: Option<BTreeMap<String, String>> = None;
-    for &i in idx {
-        let n = &c[i];
-        let lines: Vec<NodeLine> = n.nodes().map_err(|e| format!("{}: {e}", n.name()))?;
-        if lines.len() != idx.len() {
-            return Err(format!("{} lists {} nodes", n.name(), lines.len()));
-        }
-        common::cluster::healthy(&n.name(), &lines)?;
-        let m = lines.iter().filter(|l| l.has_flag("master")).count();
-        let pairs: BTreeMap<String, String> = lines
-            .iter()
-            .filter(|l| l.has_flag("slave"))
-            .map(|l| (l.id.clone(), l.master.clone()))
-            .collect();
-        if m != masters || pairs.len() != replicas {
-            return Err(format!(
-                "{} sees {m} masters and {} replicas",
-                n.name(),
-                pairs.len()
-            ));
-        }
-        for (r, master) in &pairs {
-            let ok = lines
-                .iter()
-                .any(|l| &l.id == master && l.has_flag("master") && !l.slots.is_empty());
-            if !ok {
-                return Err(format!(
-                    "{}: {r} replicates {master}, not a master with slots",
-                    n.name()
-                ));
-            }
-        }
-        let state = n.info_field("cluster_state")?;
-        if state != "ok" {
-            return Err(format!("{}: cluster_state:{state}", n.name()));
-        }
-        match &first {
-            None => first = Some(pairs),
-            Some(p) if *p != pairs => {
-                return Err(format!("{} disagrees: {pairs:?} vs {p:?}", n.name()))
-            }
-            Some(_) => {}
-        }
-    }
-    first.ok_or_else(|| "no nodes".to_string())
-}
-
-/// Index of the node with id `id`.
-fn index_of(c: &Cluster, id: &str) -> usize {
-    c.nodes.iter().position(|n| n.myid() == id).unwrap()
-}
 
 /// On replica `r` of master `m`: READONLY + GET of `key` returns `want`
 /// (waiting for replication), and without READONLY a GET is MOVED to `m`.

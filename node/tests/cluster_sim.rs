@@ -29,6 +29,8 @@ enum Ev {
     },
     Up(usize, LinkId),
     Down(usize, LinkId),
+    /// A master's writes are paused and drained (manual failover).
+    Drained(usize),
 }
 
 struct SimNode {
@@ -185,7 +187,8 @@ impl Sim {
                         self.at(self.now + 1, Ev::Down(j, lj));
                     }
                 }
-                Action::Resolve { .. } | Action::DropSlotKeys(_) => {}
+                Action::Resolve { .. } | Action::DropSlotKeys(_) | Action::Unpause => {}
+                Action::PauseWrites { .. } => self.at(self.now + 1, Ev::Drained(i)),
                 Action::Deliver { channel, .. } => self.published.push((i, channel)),
             }
         }
@@ -232,6 +235,12 @@ impl Sim {
             Ev::Down(i, link) => {
                 self.nodes[i].m.link_down(link, now);
                 self.flush(i);
+            }
+            Ev::Drained(i) => {
+                if !self.nodes[i].stopped {
+                    self.nodes[i].m.mf_drained(now);
+                    self.flush(i);
+                }
             }
         }
         true

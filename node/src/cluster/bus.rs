@@ -73,6 +73,9 @@ pub fn settings_from(c: &Config, port: u16, bus_port: u16) -> Settings {
         require_full_coverage: c.cluster_require_full_coverage,
         allow_replica_migration: c.cluster_allow_replica_migration,
         replica_no_failover: c.cluster_replica_no_failover,
+        replica_validity_factor: c.cluster_replica_validity_factor.max(0) as u64,
+        repl_ping_period_ms: (c.repl_ping_replica_period.max(1) as u64).saturating_mul(1000),
+        migration_barrier: c.cluster_migration_barrier.max(0) as usize,
     }
 }
 
@@ -255,9 +258,28 @@ impl Cluster {
     /// Runs `f` on the machine with the current time, then persists,
     /// republishes the slot map and carries out the queued actions.
     pub fn drive<R>(self: &Arc<Self>, f: impl FnOnce(&mut Machine, u64) -> R) -> R {
+        // What replication knows, read before the machine lock: our offset
+        // (every header carries it; a manual failover compares it) and the
+        // master link (the election's data age).
+        let repl = self.node().map(|n| {
+            let link = n.repl.master.lock().as_ref().map(|l| {
+                (
+                    l.state == crate::replication::LinkState::Connected,
+                    l.last_io_ms.max(0) as u64,
+                    l.down_since_ms.max(0) as u64,
+                )
+            });
+            (n.stream.offset(), link)
+        });
         let now = now_ms();
         let (r, actions, target) = {
             let mut m = self.machine.lock();
+            if let Some((offset, link)) = repl {
+                m.set_repl_offset(offset);
+                if let Some((up, last_io, down_since)) = link {
+                    m.set_repl_link(up, last_io, down_since);
+                }
+            }
             let r = f(&mut m, now);
             let target = m.repl_target();
             let out = m.take_output();
@@ -385,6 +407,27 @@ impl Cluster {
                 Action::DropSlotKeys(slots) => {
                     if let Some(n) = self.node() {
                         drop_slot_keys(&n, &slots);
+                    }
+                }
+                Action::PauseWrites { until } => {
+                    if let Some(n) = self.node() {
+                        let me = self.clone();
+                        // Draining waits for the shard locks: not on the
+                        // bus task, and never under the machine lock.
+                        tokio::task::spawn_blocking(move || {
+                            let offset = n.pause_writes_and_drain(
+                                crate::node::PausePurpose::Failover,
+                                until as i64,
+                            );
+                            tracing::debug!("manual failover: writes drained at offset {offset}");
+                            me.drive(|m, now| m.mf_drained(now));
+                        });
+                    }
+                }
+                Action::Unpause => {
+                    if let Some(n) = self.node() {
+                        n.unpause(crate::node::PausePurpose::Failover);
+                        tracing::info!("manual failover over: writes resume");
                     }
                 }
             }
@@ -538,22 +581,33 @@ impl Cluster {
         self.drive(|m, _| m.resolved(&node, &ips));
     }
 
+    /// The 100 ms cron, plus wake-ups in between when the machine asks
+    /// for them (an election's start, a manual failover's offset check):
+    /// failover reacts to its deadlines, not to the next tick.
     async fn cron(self: Arc<Self>) {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
-            let Some(node) = self
-                .node()
-                .filter(|n| !n.shutting_down.load(Ordering::Acquire))
-            else {
-                return;
+            let wake = self.with(|m| m.next_wakeup(now_ms()));
+            let sleep = match wake {
+                Some(at) => Duration::from_millis(at.saturating_sub(now_ms()).min(100)),
+                None => Duration::from_secs(3600),
             };
-            let offset = node.stream.offset();
-            self.drive(|m, now| {
-                m.set_repl_offset(offset);
-                m.tick(now)
-            });
+            let ticked = tokio::select! {
+                _ = tick.tick() => true,
+                _ = tokio::time::sleep(sleep) => false,
+            };
+            if self
+                .node()
+                .is_none_or(|n| n.shutting_down.load(Ordering::Acquire))
+            {
+                return;
+            }
+            if ticked {
+                self.drive(|m, now| m.tick(now));
+            } else {
+                self.drive(|m, now| m.poll_failover(now));
+            }
         }
     }
 

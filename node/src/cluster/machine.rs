@@ -13,6 +13,13 @@ use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+mod election;
+mod manual_failover;
+mod replica_migration;
+
+pub use election::{CantFailover, Election, FailoverStats};
+pub use manual_failover::{FailoverMode, ManualFailover, MF_PAUSE_MULT, MF_TIMEOUT_MS};
+
 use super::nodes_conf::{NodeLine, NodesConf};
 use super::wire::{
     self, msgtype, nflag, Body, Ext, Gossip, Header, Message, NodeName, SlotBitmap, NAME_LEN, SLOTS,
@@ -45,6 +52,12 @@ pub struct Settings {
     pub require_full_coverage: bool,
     pub allow_replica_migration: bool,
     pub replica_no_failover: bool,
+    /// cluster-replica-validity-factor (0 = a replica always may fail over).
+    pub replica_validity_factor: u64,
+    /// repl-ping-replica-period, in ms.
+    pub repl_ping_period_ms: u64,
+    /// cluster-migration-barrier.
+    pub migration_barrier: usize,
 }
 
 impl Default for Settings {
@@ -58,6 +71,9 @@ impl Default for Settings {
             require_full_coverage: true,
             allow_replica_migration: true,
             replica_no_failover: false,
+            replica_validity_factor: 10,
+            repl_ping_period_ms: 10_000,
+            migration_barrier: 1,
         }
     }
 }
@@ -87,6 +103,12 @@ pub enum Action {
     },
     /// Delete the keys of these slots: we lost them to another master.
     DropSlotKeys(Vec<u16>),
+    /// A replica asked for a manual failover: pause client writes until
+    /// `until` (unix ms), wait until no write is in flight, then call
+    /// [`Machine::mf_drained`].
+    PauseWrites { until: u64 },
+    /// The manual failover ended: lift the pause of `PauseWrites`.
+    Unpause,
 }
 
 /// Whom replication must follow, as the machine sees our role.
@@ -127,6 +149,10 @@ pub struct Peer {
     pub fail_reports: Vec<(NodeName, u64)>,
     pub numslots: usize,
     last_resolve: u64,
+    /// When we last voted for a replica of this master.
+    pub voted_time: u64,
+    /// Since when this master has had no working replica (migration).
+    pub orphaned_time: u64,
 }
 
 impl Peer {
@@ -153,6 +179,8 @@ impl Peer {
             fail_reports: Vec::new(),
             numslots: 0,
             last_resolve: 0,
+            voted_time: 0,
+            orphaned_time: 0,
         }
     }
     pub fn has(&self, f: u16) -> bool {
@@ -224,6 +252,13 @@ pub struct Machine {
     actions: Vec<Action>,
     save: bool,
     map_dirty: bool,
+    /// Our election, when a replica.
+    pub election: Election,
+    /// Manual failover in progress (either side).
+    pub mf: ManualFailover,
+    pub stats: FailoverStats,
+    /// Replication link as last reported: (up, last io, down since).
+    repl_link: (bool, u64, u64),
 }
 
 /// The I/O layer's work list after a call into the machine.
@@ -267,6 +302,10 @@ impl Machine {
             actions: Vec::new(),
             save: true,
             map_dirty: true,
+            election: Election::default(),
+            mf: ManualFailover::default(),
+            stats: FailoverStats::default(),
+            repl_link: (true, now, 0),
         };
         m.nodes.insert(myself, me);
         m.refresh_myself();
@@ -673,7 +712,11 @@ impl Machine {
             cport: self.settings.cport,
             flags: me.flags,
             state: if self.state_ok { 0 } else { 1 },
-            mflags: 0,
+            mflags: if self.advertises_paused() {
+                wire::mflag::PAUSED
+            } else {
+                0
+            },
         }
     }
 
@@ -872,6 +915,9 @@ impl Machine {
                 }
                 p.repl_offset = hdr.offset;
             }
+            if hdr.mflags & wire::mflag::PAUSED != 0 {
+                self.note_paused_master(s, hdr.offset, now);
+            }
         }
         match &msg.body {
             Body::Ping { .. } => self.receive_ping(link, &l, sender, &msg, now),
@@ -898,8 +944,13 @@ impl Machine {
                     self.receive_update(*config_epoch, name, slots, now);
                 }
             }
-            // Elections and manual failover arrive with replication.
-            Body::Empty | Body::Module { .. } | Body::Unknown(_) => {}
+            Body::Empty => match (ty, sender) {
+                (msgtype::AUTH_REQUEST, Some(s)) => self.receive_auth_request(s, hdr, now),
+                (msgtype::AUTH_ACK, Some(s)) => self.receive_auth_ack(s, hdr, now),
+                (msgtype::MFSTART, Some(s)) => self.receive_mfstart(s, now),
+                _ => {}
+            },
+            Body::Module { .. } | Body::Unknown(_) => {}
         }
         if self.map_dirty {
             self.update_state(now);
@@ -1340,6 +1391,16 @@ impl Machine {
         self.broadcast(&msg);
         self.save = true;
         self.map_dirty = true;
+        self.master_failed_maybe(node, now);
+    }
+
+    /// Our master was just flagged FAIL: schedule the election now rather
+    /// than at the next cron tick.
+    fn master_failed_maybe(&mut self, node: &NodeName, now: u64) {
+        if self.me().is_replica() && self.me().slaveof == Some(*node) {
+            self.update_state(now);
+            self.handle_replica_failover(now);
+        }
     }
 
     fn receive_fail(&mut self, name: &NodeName, now: u64) {
@@ -1354,6 +1415,7 @@ impl Machine {
                 p.fail_time = now;
                 self.save = true;
                 self.map_dirty = true;
+                self.master_failed_maybe(name, now);
             }
         }
     }
@@ -1411,15 +1473,19 @@ impl Machine {
                 "configuration change detected: reconfiguring as a replica of {}",
                 wire::name_str(sender)
             );
+            // Our keys stay: replication resyncs them, partially when the
+            // new master's history covers ours.
             let s = *sender;
             let me = self.myself;
             self.set_replica_role(&me, s);
             if let Some(p) = self.nodes.get_mut(&me) {
                 p.slaveof = Some(s);
             }
-            if !dirty.is_empty() {
-                self.actions.push(Action::DropSlotKeys(dirty));
-            }
+            self.reset_manual_failover();
+            // Tell everyone at once rather than at the next pings: a
+            // master that still saw us as a master would refuse to vote
+            // for us in the next failover.
+            self.broadcast_pong(now, false);
         } else if !dirty.is_empty() {
             tracing::warn!(
                 count = dirty.len(),
@@ -1477,6 +1543,7 @@ impl Machine {
     /// The 100 ms cron: connect, ping, time out, detect failures.
     pub fn tick(&mut self, now: u64) {
         self.cron_runs += 1;
+        self.check_manual_failover_timeout(now);
         let timeout = self.settings.node_timeout;
         let handshake_timeout = timeout.max(1000);
         let names: Vec<NodeName> = self.nodes.keys().copied().collect();
@@ -1614,6 +1681,11 @@ impl Machine {
         }
         self.pfail_nodes = pfails;
         self.blacklist.retain(|_, exp| *exp > now);
+        if self.me().is_replica() {
+            self.handle_manual_failover(now);
+            self.handle_replica_failover(now);
+            self.handle_replica_migration(now);
+        }
         self.update_state(now);
     }
 
@@ -1874,10 +1946,12 @@ impl Machine {
             self.migrating.clear();
         }
         let myself = self.myself;
+        self.reset_manual_failover();
         self.set_replica_role(&myself, target);
         tracing::info!("configured as a replica of {}", wire::name_str(&target));
         self.save = true;
         self.map_dirty = true;
+        self.broadcast_pong(now, false);
         self.update_state(now);
         Ok(())
     }

@@ -284,6 +284,21 @@ fn cluster(ctx: &mut Ctx) -> CmdResult {
                 .map_err(|e| CmdError(e.0))?;
             ctx.out.ok();
         }
+        "failover" => {
+            use crate::cluster::machine::FailoverMode;
+            if args.len() > 3 {
+                return Err(arity_error(&args[1]));
+            }
+            let mode = match args.get(2) {
+                None => FailoverMode::Default,
+                Some(a) if eq_ic(a, "force") => FailoverMode::Force,
+                Some(a) if eq_ic(a, "takeover") => FailoverMode::Takeover,
+                Some(_) => return err(super::SYNTAX),
+            };
+            c.drive(|m, now| m.manual_failover(mode, now))
+                .map_err(|e| CmdError(e.0))?;
+            ctx.out.ok();
+        }
         "replicas" | "slaves" => {
             let name = args[2].clone();
             let lines = c.with(|m| {

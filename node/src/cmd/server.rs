@@ -228,10 +228,13 @@ pub fn info_text(node: &Node, sections: &[String], sizes: Option<Vec<(usize, usi
         section("Modules", String::new());
     }
     if want("cluster") {
-        section(
-            "Cluster",
-            format!("cluster_enabled:{}\r\n", i32::from(cfg.cluster_enabled)),
-        );
+        section("Cluster", {
+            let mut s = format!("cluster_enabled:{}\r\n", i32::from(cfg.cluster_enabled));
+            if let Some(c) = node.cluster.get() {
+                s.push_str(&c.with(crate::cluster::machine::Machine::failover_info));
+            }
+            s
+        });
     }
     if want("keyspace") {
         let mut s = String::new();

@@ -129,6 +129,11 @@ impl Node {
         self.cmd(&["CLUSTER", "MYID"]).text()
     }
 
+    /// Whether the process runs and is not SIGSTOPped.
+    pub fn is_running_now(&self) -> bool {
+        self.child.is_some() && !self.stopped
+    }
+
     /// SIGSTOP: the process freezes (sockets stay open, nothing answers).
     pub fn sigstop(&mut self) {
         self.signal(libc::SIGSTOP);
@@ -195,6 +200,9 @@ impl Node {
                 // Without it redis dials from 127.0.0.1 and its peers learn
                 // the wrong address for it.
                 args.extend(["--bind-source-addr", &self.ip]);
+                // 127.0.k.x peers are not "loopback" to redis's protected
+                // mode (only 127.0.0.1 is): replicas would be refused.
+                args.extend(["--protected-mode", "no"]);
                 REDIS_SERVER
             }
         };
@@ -764,4 +772,69 @@ pub fn healthy(name: &str, lines: &[NodeLine]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Ok with (master id -> its slots' owner line, replica id -> master id)
+/// when every node of `idx` lists them all, connected and healthy, agrees
+/// on who replicates whom, has `masters` masters and `replicas` replicas,
+/// and reports cluster_state:ok.
+pub fn replica_layout(
+    c: &Cluster,
+    idx: &[usize],
+    masters: usize,
+    replicas: usize,
+) -> Result<BTreeMap<String, String>, String> {
+    let mut first: Option<BTreeMap<String, String>> = None;
+    for &i in idx {
+        let n = &c[i];
+        let lines: Vec<NodeLine> = n.nodes().map_err(|e| format!("{}: {e}", n.name()))?;
+        if lines.len() != idx.len() {
+            return Err(format!("{} lists {} nodes", n.name(), lines.len()));
+        }
+        healthy(&n.name(), &lines)?;
+        let m = lines.iter().filter(|l| l.has_flag("master")).count();
+        let pairs: BTreeMap<String, String> = lines
+            .iter()
+            .filter(|l| l.has_flag("slave"))
+            .map(|l| (l.id.clone(), l.master.clone()))
+            .collect();
+        if m != masters || pairs.len() != replicas {
+            return Err(format!(
+                "{} sees {m} masters and {} replicas",
+                n.name(),
+                pairs.len()
+            ));
+        }
+        for (r, master) in &pairs {
+            let ok = lines
+                .iter()
+                .any(|l| &l.id == master && l.has_flag("master") && !l.slots.is_empty());
+            if !ok {
+                return Err(format!(
+                    "{}: {r} replicates {master}, not a master with slots",
+                    n.name()
+                ));
+            }
+        }
+        let state = n.info_field("cluster_state")?;
+        if state != "ok" {
+            return Err(format!("{}: cluster_state:{state}", n.name()));
+        }
+        match &first {
+            None => first = Some(pairs),
+            Some(p) if *p != pairs => {
+                return Err(format!("{} disagrees: {pairs:?} vs {p:?}", n.name()))
+            }
+            Some(_) => {}
+        }
+    }
+    first.ok_or_else(|| "no nodes".to_string())
+}
+
+/// Index of the node with id `id`.
+pub fn index_of(c: &Cluster, id: &str) -> usize {
+    c.nodes
+        .iter()
+        .position(|n| n.myid() == id)
+        .unwrap_or_else(|| panic!("no node with id {id}"))
 }

@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod cluster;
+pub mod writer;
 
 /// Default timeout for a reply.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
