@@ -890,10 +890,10 @@ config_table! {
     cluster_require_full_coverage: bool = "cluster-require-full-coverage" [] Bool, "yes", Mutable, Implemented;
     cluster_allow_reads_when_down: bool = "cluster-allow-reads-when-down" [] Bool, "no", Mutable, Implemented;
     cluster_allow_pubsubshard_when_down: bool = "cluster-allow-pubsubshard-when-down" [] Bool, "yes", Mutable, Implemented;
-    cluster_replica_validity_factor: i64 = "cluster-replica-validity-factor" ["cluster-slave-validity-factor"] Int { min: 0, max: I32_MAX }, "10", Mutable, Accepted;
-    cluster_migration_barrier: i64 = "cluster-migration-barrier" [] Int { min: 0, max: I32_MAX }, "1", Mutable, Accepted;
+    cluster_replica_validity_factor: i64 = "cluster-replica-validity-factor" ["cluster-slave-validity-factor"] Int { min: 0, max: I32_MAX }, "10", Mutable, Implemented;
+    cluster_migration_barrier: i64 = "cluster-migration-barrier" [] Int { min: 0, max: I32_MAX }, "1", Mutable, Implemented;
     cluster_allow_replica_migration: bool = "cluster-allow-replica-migration" [] Bool, "yes", Mutable, Implemented;
-    cluster_replica_no_failover: bool = "cluster-replica-no-failover" ["cluster-slave-no-failover"] Bool, "no", Mutable, Accepted;
+    cluster_replica_no_failover: bool = "cluster-replica-no-failover" ["cluster-slave-no-failover"] Bool, "no", Mutable, Implemented;
     cluster_link_sendbuf_limit: i64 = "cluster-link-sendbuf-limit" [] Memory { min: 0, max: LL_MAX }, "0", Mutable, Accepted;
 }
 

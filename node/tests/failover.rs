@@ -379,3 +379,91 @@ fn manual_failover_between_ours_and_redis_in_both_directions() {
     manual_failovers_under_writes(&c, 2, 4, 2, &[0, 1, 3]);
     let _ = index_of;
 }
+
+#[test]
+fn cluster_failover_errors_match_redis() {
+    need(CLI);
+    let mut c = Cluster::new(137, NODE_TIMEOUT);
+    for k in [Ours, Redis, Ours, Redis] {
+        c.add(k, &[], &[]);
+    }
+    // Two one-master clusters: ours (0 + replica 2), redis (1 + replica 3).
+    for (m, r) in [(0, 2), (1, 3)] {
+        assert_eq!(
+            c[m].cmd(&["CLUSTER", "ADDSLOTSRANGE", "0", "16383"]),
+            Reply::ok()
+        );
+        c.meet(m, r);
+    }
+    for (m, r) in [(0, 2), (1, 3)] {
+        let id = c[m].myid();
+        c.wait_for(
+            "the replica to know its master",
+            Duration::from_secs(20),
+            |c| {
+                let lines = c[r].nodes()?;
+                common::cluster::healthy(&c[r].name(), &lines)?;
+                lines
+                    .iter()
+                    .any(|l| l.id == id)
+                    .then_some(())
+                    .ok_or("not met yet".to_string())
+            },
+        );
+        assert_eq!(c[r].cmd(&["CLUSTER", "REPLICATE", &id]), Reply::ok());
+    }
+    let same = |args: &[&str], on: (usize, usize)| {
+        let (a, b) = (c[on.0].cmd(args), c[on.1].cmd(args));
+        assert_eq!(a, b, "{args:?}: ours {a:?}, redis {b:?}");
+        a
+    };
+    let r = same(&["CLUSTER", "FAILOVER"], (0, 1));
+    assert!(r.is_error(), "on a master: {r:?}");
+    same(&["CLUSTER", "FAILOVER", "TAKEOVER"], (0, 1));
+    same(&["CLUSTER", "FAILOVER", "SOFTLY"], (2, 3));
+    same(&["CLUSTER", "FAILOVER", "FORCE", "NOW"], (2, 3));
+    // A replica whose master died refuses the default mode.
+    c[0].kill();
+    c.wait_for(
+        "our replica to notice",
+        Duration::from_secs(20),
+        |c| match c[2].try_cmd(&["CLUSTER", "FAILOVER"], Duration::from_secs(1))? {
+            Reply::Error(e)
+                if e == "ERR Master is down or failed, please use CLUSTER FAILOVER FORCE" =>
+            {
+                Ok(())
+            }
+            other => Err(format!("{other:?}")),
+        },
+    );
+}
+
+#[test]
+fn restarted_master_refuses_writes_for_two_seconds() {
+    let mut c = Cluster::start(138, NODE_TIMEOUT, &[Ours; 3]);
+    c.form();
+    let key = common::cluster::key_where("wd", |s| s < 5000);
+    assert_eq!(c[0].cmd(&["SET", &key, "1"]), Reply::ok());
+    c[0].kill();
+    c[0].start().unwrap();
+    let t0 = Instant::now();
+    let first = c[0].cmd(&["SET", &key, "2"]);
+    assert!(
+        matches!(&first, Reply::Error(e) if e.starts_with("CLUSTERDOWN")),
+        "a restarted master accepted a write at once: {first:?}"
+    );
+    let ok_after = loop {
+        if c[0].cmd(&["SET", &key, "3"]) == Reply::ok() {
+            break t0.elapsed();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "never writable again"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        ok_after >= Duration::from_millis(1500),
+        "writable after only {ok_after:?}"
+    );
+}

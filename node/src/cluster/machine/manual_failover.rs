@@ -122,6 +122,9 @@ impl Machine {
     /// offset is final. Tell the replica, with the PAUSED flag.
     pub fn mf_drained(&mut self, now: u64) {
         let Some(replica) = self.mf.replica.filter(|_| self.mf.end != 0) else {
+            // The failover ended while the pause was being set up: lift
+            // the pause that just began.
+            self.actions.push(Action::Unpause);
             return;
         };
         self.mf.drained = true;
