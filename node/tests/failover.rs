@@ -467,3 +467,41 @@ fn restarted_master_refuses_writes_for_two_seconds() {
         "writable after only {ok_after:?}"
     );
 }
+
+#[test]
+fn a_spare_replica_migrates_to_an_orphaned_master() {
+    let mut c = Cluster::start(139, NODE_TIMEOUT, &[Ours; 6]);
+    // 3 -> 0, 4 -> 1, 5 -> 2, then a new node 6 -> 0 as well: master 0
+    // has a spare.
+    build(&c, &[0, 1, 2], &[3, 4, 5]);
+    c.add(Ours, &[], &[]);
+    c.meet(0, 6);
+    c.wait_for("node 6 to be known", Duration::from_secs(20), |c| {
+        let lines = c[6].nodes()?;
+        common::cluster::healthy(&c[6].name(), &lines)?;
+        (lines.len() == 7)
+            .then_some(())
+            .ok_or(format!("{} nodes", lines.len()))
+    });
+    assert_eq!(
+        c[6].cmd(&["CLUSTER", "REPLICATE", &c[0].myid()]),
+        Reply::ok()
+    );
+    let all: Vec<usize> = (0..7).collect();
+    c.wait_for("the layout with a spare", Duration::from_secs(30), |c| {
+        replica_layout(c, &all, 3, 4).map(|_| ())
+    });
+    // Master 1 loses its only replica.
+    c[4].kill();
+    let spare = if c[3].myid() < c[6].myid() { 3 } else { 6 };
+    c.wait_for(
+        "the spare replica to migrate",
+        Duration::from_secs(30),
+        |c| is_replica_of(c, spare, 1),
+    );
+    assert!(
+        c[spare].log_text().contains("Migrating to orphaned master"),
+        "{}",
+        c.logs(10)
+    );
+}
