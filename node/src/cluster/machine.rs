@@ -1347,6 +1347,25 @@ impl Machine {
         }
     }
 
+    /// We just suspected a node: PING every other master now, so that the
+    /// PFAIL entry (every gossip section carries all PFAIL nodes) reaches
+    /// the voters at once instead of with the next scheduled pings. The
+    /// FAIL quorum, and so the election, comes up to a second sooner; the
+    /// rules are redis's, only the timing is tighter.
+    fn spread_suspicion(&mut self, now: u64) {
+        let links: Vec<LinkId> = self
+            .nodes
+            .values()
+            .filter(|p| p.name != self.myself && p.is_master() && !p.failing())
+            .filter(|p| !p.has(nflag::HANDSHAKE) && p.ping_sent == 0)
+            .filter_map(|p| p.link)
+            .filter(|l| self.link_connected(*l))
+            .collect();
+        for l in links {
+            self.send_ping(l, msgtype::PING, now);
+        }
+    }
+
     /// Valid failure reports about a node, expired ones dropped.
     pub fn failure_reports(&mut self, node: &NodeName, now: u64) -> usize {
         let validity = 2 * self.settings.node_timeout;
@@ -1609,6 +1628,7 @@ impl Machine {
             }
         }
         let mut pfails = 0;
+        let mut new_pfail = false;
         for name in &names {
             let Some(p) = self.nodes.get(name) else {
                 continue;
@@ -1655,6 +1675,7 @@ impl Machine {
                             p.flags |= nflag::PFAIL;
                             self.map_dirty = true;
                             pfails += 1;
+                            new_pfail = true;
                         }
                     }
                 }
@@ -1680,6 +1701,9 @@ impl Machine {
             }
         }
         self.pfail_nodes = pfails;
+        if new_pfail && self.me().is_master() {
+            self.spread_suspicion(now);
+        }
         self.blacklist.retain(|_, exp| *exp > now);
         if self.me().is_replica() {
             self.handle_manual_failover(now);
