@@ -710,6 +710,8 @@ pub struct ShutdownFlags {
     pub nosave: bool,
     pub now: bool,
     pub force: bool,
+    /// Shardline's extension: hand mastership to a replica first.
+    pub failover: bool,
 }
 
 impl Value for ShutdownFlags {
@@ -722,8 +724,9 @@ impl Value for ShutdownFlags {
                 b"nosave" => f.nosave = true,
                 b"now" => f.now = true,
                 b"force" => f.force = true,
+                b"failover" => f.failover = true,
                 _ => return Err(
-                    "argument(s) must be one of the following: default, save, nosave, now, force"
+                    "argument(s) must be one of the following: default, save, nosave, now, force, failover"
                         .into(),
                 ),
             }
@@ -740,6 +743,7 @@ impl Value for ShutdownFlags {
             (self.nosave, "nosave"),
             (self.now, "now"),
             (self.force, "force"),
+            (self.failover, "failover"),
         ]
         .into_iter()
         .filter_map(|(on, w)| on.then_some(w))
@@ -870,9 +874,9 @@ config_table! {
     replica_priority: i64 = "replica-priority" ["slave-priority"] Int { min: 0, max: I32_MAX }, "100", Mutable, Accepted;
     client_output_buffer_limit: ClientOutputBufferLimits = "client-output-buffer-limit" [] Kind::ClientOutputBufferLimit,
         "normal 0 0 0 slave 256mb 64mb 60 pubsub 32mb 8mb 60", Mutable, Accepted;
-    shutdown_timeout: i64 = "shutdown-timeout" [] Int { min: 0, max: I32_MAX }, "10", Mutable, Accepted;
-    shutdown_on_sigterm: ShutdownFlags = "shutdown-on-sigterm" [] Kind::ShutdownFlags, "default", Mutable, Accepted;
-    shutdown_on_sigint: ShutdownFlags = "shutdown-on-sigint" [] Kind::ShutdownFlags, "default", Mutable, Accepted;
+    shutdown_timeout: i64 = "shutdown-timeout" [] Int { min: 0, max: I32_MAX }, "10", Mutable, Implemented;
+    shutdown_on_sigterm: ShutdownFlags = "shutdown-on-sigterm" [] Kind::ShutdownFlags, "default", Mutable, Implemented;
+    shutdown_on_sigint: ShutdownFlags = "shutdown-on-sigint" [] Kind::ShutdownFlags, "default", Mutable, Implemented;
     io_threads: i64 = "io-threads" [] Int { min: 1, max: 128 }, "1", Immutable, Accepted;
     /// Number of shard engines (0 = one per CPU core); see
     /// [`Config::effective_shards`].

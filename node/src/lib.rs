@@ -14,6 +14,7 @@ pub mod rdb;
 pub mod replication;
 pub mod resp;
 pub mod server;
+pub mod shutdown;
 pub mod stats;
 pub mod stream;
 

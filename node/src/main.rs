@@ -152,21 +152,44 @@ async fn run(node: Arc<Node>, pidfile: &str) -> ExitCode {
         tokio::spawn(server::accept_loop(node.clone(), l));
     }
     tokio::spawn(server::cron(node.clone()));
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!("cannot install SIGTERM handler: {e}");
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(t), Ok(i)) => (t, i),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!("cannot install signal handlers: {e}");
             return ExitCode::FAILURE;
         }
     };
-    tokio::select! {
-        _ = term.recv() => tracing::warn!("Received SIGTERM scheduling shutdown..."),
-        _ = tokio::signal::ctrl_c() => tracing::warn!("Received SIGINT scheduling shutdown..."),
-        _ = node.shutdown.notified() => {},
+    // Signals start the graceful shutdown (shutdown-on-sigterm /
+    // shutdown-on-sigint); the process ends when a shutdown completes.
+    loop {
+        tokio::select! {
+            _ = term.recv() => {
+                tracing::warn!("Received SIGTERM scheduling shutdown...");
+                if !node.shutdown_ctl.in_progress() {
+                    let flags = node.config.read().shutdown_on_sigterm;
+                    tokio::spawn(shardline_node::shutdown::run(node.clone(), flags));
+                }
+            }
+            _ = int.recv() => {
+                if node.shutdown_ctl.in_progress() {
+                    tracing::warn!("You insist... exiting now.");
+                    return ExitCode::FAILURE;
+                }
+                tracing::warn!("Received SIGINT scheduling shutdown...");
+                let flags = node.config.read().shutdown_on_sigint;
+                tokio::spawn(shardline_node::shutdown::run(node.clone(), flags));
+            }
+            _ = node.shutdown.notified() => {
+                if node.shutting_down.load(std::sync::atomic::Ordering::Acquire) {
+                    break;
+                }
+            }
+        }
     }
-    node.shutting_down
-        .store(true, std::sync::atomic::Ordering::Release);
     node.shutdown.notify_waiters();
-    tracing::warn!("Redis is now ready to exit, bye bye...");
     ExitCode::SUCCESS
 }

@@ -204,6 +204,8 @@ pub struct Node {
     pub dirty: AtomicU64,
     pub shutdown: Notify,
     pub shutting_down: AtomicBool,
+    /// A graceful shutdown in progress (SHUTDOWN, SIGTERM).
+    pub shutdown_ctl: crate::shutdown::Control,
     pub port: AtomicU32,
     /// Hot configuration values cached for the data path.
     pub hot: HotConfig,
@@ -346,6 +348,7 @@ impl Node {
             lastsave: AtomicI64::new(now / 1000),
             dirty: AtomicU64::new(0),
             shutdown: Notify::new(),
+            shutdown_ctl: crate::shutdown::Control::default(),
             shutting_down: AtomicBool::new(false),
             port: AtomicU32::new(0),
             hot,

@@ -234,6 +234,7 @@ enum Step {
     Wait(i64),
     Blocked(Blocked),
     Replicate,
+    Shutdown(crate::config::ShutdownFlags),
     WaitReplicas {
         offset: u64,
         needed: usize,
@@ -284,6 +285,14 @@ impl Conn {
                                 step = self.process(client);
                             }
                             Step::Replicate => return Ok(()),
+                            Step::Shutdown(flags) => {
+                                if let Err(e) = crate::shutdown::run(self.node.clone(), flags).await {
+                                    ReplyWriter::new(&mut self.out, client.proto).error(&e);
+                                    step = self.process(client);
+                                } else {
+                                    return Ok(());
+                                }
+                            }
                             Step::WaitReplicas { offset, needed, deadline } => {
                                 if !self.wait_replicas(client, offset, needed, deadline).await {
                                     return Ok(());
@@ -505,6 +514,7 @@ impl Conn {
                     self.replicate = Some(req);
                     return Step::Replicate;
                 }
+                Flow::Shutdown(flags) => return Step::Shutdown(flags),
                 Flow::WaitReplicas {
                     offset,
                     needed,

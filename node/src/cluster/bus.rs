@@ -292,8 +292,11 @@ impl Cluster {
             }
             (r, out.actions, target)
         };
-        self.execute(actions);
+        // Replication follows the new role before the messages announcing
+        // it leave: a replica that won an election serves as a master by
+        // the time its peers hear of it.
         self.follow(target);
+        self.execute(actions);
         r
     }
 

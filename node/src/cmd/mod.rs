@@ -174,6 +174,9 @@ pub enum Flow {
     Replicate(crate::replication::master::PsyncRequest),
     /// WAIT: reply with the number of replicas that acknowledged `offset`
     /// once `needed` did or at the deadline.
+    /// SHUTDOWN: run the shutdown sequence; the reply (an error) comes
+    /// only if it fails or is aborted.
+    Shutdown(crate::config::ShutdownFlags),
     WaitReplicas {
         offset: u64,
         needed: usize,

@@ -106,7 +106,7 @@ pub fn info_text(node: &Node, sections: &[String], sizes: Option<Vec<(usize, usi
         let mut s = String::new();
         let _ = write!(
             s,
-            "redis_version:{}\r\nshardline_version:{}\r\nredis_git_sha1:00000000\r\nredis_git_dirty:0\r\nredis_build_id:0\r\nredis_mode:{}\r\nos:{} {}\r\narch_bits:64\r\nmonotonic_clock:POSIX clock_gettime\r\nmultiplexing_api:epoll\r\natomicvar_api:c11-builtin\r\ngcc_version:0.0.0\r\nprocess_id:{}\r\nprocess_supervised:no\r\nrun_id:{}\r\ntcp_port:{}\r\nserver_time_usec:{}\r\nuptime_in_seconds:{}\r\nuptime_in_days:{}\r\nhz:{}\r\nconfigured_hz:{}\r\nlru_clock:{}\r\nexecutable:{}\r\nconfig_file:{}\r\nio_threads_active:0\r\nshard_engines:{}\r\n",
+            "redis_version:{}\r\nshardline_version:{}\r\nredis_git_sha1:00000000\r\nredis_git_dirty:0\r\nredis_build_id:0\r\nredis_mode:{}\r\nos:{} {}\r\narch_bits:64\r\nmonotonic_clock:POSIX clock_gettime\r\nmultiplexing_api:epoll\r\natomicvar_api:c11-builtin\r\ngcc_version:0.0.0\r\nprocess_id:{}\r\nprocess_supervised:no\r\nrun_id:{}\r\ntcp_port:{}\r\nserver_time_usec:{}\r\nuptime_in_seconds:{}\r\nuptime_in_days:{}\r\nhz:{}\r\nconfigured_hz:{}\r\nlru_clock:{}\r\nexecutable:{}\r\nconfig_file:{}\r\nio_threads_active:0\r\nshard_engines:{}\r\nshutdown_in_milliseconds:{}\r\n",
             crate::REDIS_VERSION,
             env!("CARGO_PKG_VERSION"),
             if cfg.cluster_enabled { "cluster" } else { "standalone" },
@@ -124,6 +124,7 @@ pub fn info_text(node: &Node, sections: &[String], sizes: Option<Vec<(usize, usi
             std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default(),
             node.config_path.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
             node.keyspace.nshards(),
+            node.shutdown_ctl.remaining_ms(),
         );
         section("Server", s);
     }
@@ -366,29 +367,39 @@ fn lastsave(ctx: &mut Ctx) -> CmdResult {
 }
 
 fn shutdown(ctx: &mut Ctx) -> CmdResult {
+    let mut flags = crate::config::ShutdownFlags::default();
     let mut abort = false;
     for a in &ctx.args[1..] {
         if eq_ic(a, "abort") {
             abort = true;
-        } else if !(eq_ic(a, "nosave") || eq_ic(a, "save") || eq_ic(a, "now") || eq_ic(a, "force"))
-        {
+        } else if eq_ic(a, "nosave") {
+            flags.nosave = true;
+        } else if eq_ic(a, "save") {
+            flags.save = true;
+        } else if eq_ic(a, "now") {
+            flags.now = true;
+        } else if eq_ic(a, "force") {
+            flags.force = true;
+        } else if eq_ic(a, "failover") {
+            // Shardline's extension: hand mastership over first.
+            flags.failover = true;
+        } else {
             return err(SYNTAX);
         }
     }
-    if abort {
-        return err("ERR No shutdown in progress.");
+    if (flags.save && flags.nosave) || (abort && ctx.args.len() > 2) {
+        return err(SYNTAX);
     }
-    if ctx.args[1..].iter().any(|a| eq_ic(a, "save")) {
-        // RDB persistence arrives with replication snapshots; refusing is
-        // better than exiting while claiming the dataset was saved.
-        tracing::warn!("SHUTDOWN SAVE refused: this build has no RDB persistence yet");
-        return err("ERR Errors trying to SHUTDOWN. Check logs.");
+    if abort {
+        if !ctx.node.shutdown_ctl.abort() {
+            return err("ERR No shutdown in progress.");
+        }
+        tracing::warn!("Shutdown abort requested by a client.");
+        ctx.out.ok();
+        return Ok(());
     }
     tracing::warn!("User requested shutdown...");
-    ctx.node.shutting_down.store(true, Ordering::Release);
-    ctx.node.shutdown.notify_waiters();
-    ctx.node.shutdown.notify_one();
-    ctx.flow = Flow::Close;
+    ctx.flow = Flow::Shutdown(flags);
     Ok(())
 }
 

@@ -142,6 +142,38 @@ impl Conn {
     }
 }
 
+/// Connects to the master from our first specific `bind` address (as the
+/// cluster bus does), so the master sees the address we serve on: in a
+/// cluster it matches us with the replica it knows from the bus.
+async fn connect_from_bind(
+    node: &crate::node::Node,
+    host: &str,
+    port: u16,
+) -> std::io::Result<TcpStream> {
+    let source = node
+        .config
+        .read()
+        .bind
+        .iter()
+        .filter_map(|a| crate::server::bind_entry(a).1)
+        .find(|ip| !ip.is_unspecified());
+    let target = tokio::net::lookup_host((host, port))
+        .await?
+        .next()
+        .ok_or_else(|| std::io::Error::other(format!("cannot resolve {host}")))?;
+    if let Some(src) = source.filter(|s| s.is_ipv4() == target.is_ipv4()) {
+        let sock = if target.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        if sock.bind(std::net::SocketAddr::new(src, 0)).is_ok() {
+            return sock.connect(target).await;
+        }
+    }
+    TcpStream::connect(target).await
+}
+
 async fn attempt(
     node: &Arc<Node>,
     ctl: &Arc<LinkCtl>,
@@ -152,7 +184,7 @@ async fn attempt(
 ) -> Res<()> {
     let timeout = Duration::from_secs(node.config.read().repl_timeout.max(1) as u64);
     let sock = tokio::select! {
-        r = tokio::time::timeout(timeout, TcpStream::connect((host, port))) => match r {
+        r = tokio::time::timeout(timeout, connect_from_bind(node, host, port)) => match r {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => return Err(format!("error connecting: {e}")),
             Err(_) => return Err("timeout connecting".into()),
