@@ -31,6 +31,8 @@ enum Ev {
     Down(usize, LinkId),
     /// A master's writes are paused and drained (manual failover).
     Drained(usize),
+    /// A failover wake-up the machine asked for (`next_wakeup`).
+    Poll(usize),
 }
 
 struct SimNode {
@@ -38,6 +40,25 @@ struct SimNode {
     ip: String,
     cport: u16,
     stopped: bool,
+    /// Added to the simulated time this node's machine sees.
+    skew: i64,
+    /// Emulated replication offset: a master's grows while it takes
+    /// writes; a replica copies its master's while it can reach it.
+    offset: u64,
+    /// Writes paused (PauseWrites until Unpause).
+    paused: bool,
+    /// A replica whose offset must not advance (a stuck link).
+    frozen: bool,
+    /// A replica whose replication link is down (the bus still works).
+    link_cut: bool,
+    /// Replica link: last data, and since when it is down.
+    last_io: u64,
+    down_since: Option<u64>,
+    /// Pending Poll event time (simulated clock), if any.
+    poll_at: Option<u64>,
+    /// Actions seen, for the tests' checks.
+    paused_count: u64,
+    unpaused_count: u64,
 }
 
 struct Sim {
@@ -55,6 +76,12 @@ struct Sim {
     delivered: u64,
     bytes_sent: u64,
     published: Vec<(usize, Bytes)>,
+    /// Election wins seen: (node, epoch) in order.
+    wins: Vec<(usize, u64)>,
+    /// Votes granted: (node, epoch).
+    votes: Vec<(usize, u64)>,
+    /// Invariant violations found while running.
+    violations: Vec<String>,
 }
 
 impl Sim {
@@ -74,6 +101,9 @@ impl Sim {
             delivered: 0,
             bytes_sent: 0,
             published: Vec::new(),
+            wins: Vec::new(),
+            votes: Vec::new(),
+            violations: Vec::new(),
         };
         for i in 0..n {
             let ip = format!("10.0.{}.{}", i / 200, i % 200 + 1);
@@ -91,6 +121,16 @@ impl Sim {
                 ip,
                 cport: 16379,
                 stopped: false,
+                skew: 0,
+                offset: 0,
+                paused: false,
+                frozen: false,
+                link_cut: false,
+                last_io: T0,
+                down_since: None,
+                poll_at: None,
+                paused_count: 0,
+                unpaused_count: 0,
             });
             // Stagger the crons like real processes started at different
             // moments.
@@ -134,7 +174,7 @@ impl Sim {
                         Some(j) if !self.blocked(i, j) && j != i => {
                             let lj = self.nodes[j].m.new_link_id();
                             let (ipi, ipj) = (self.nodes[i].ip.clone(), self.nodes[j].ip.clone());
-                            let now = self.now;
+                            let now = self.node_now(j);
                             self.nodes[j].m.accept(lj, &ipi, &ipj, now);
                             self.pairs.insert((i, link), (j, lj));
                             self.pairs.insert((j, lj), (i, link));
@@ -187,10 +227,97 @@ impl Sim {
                         self.at(self.now + 1, Ev::Down(j, lj));
                     }
                 }
-                Action::Resolve { .. } | Action::DropSlotKeys(_) | Action::Unpause => {}
-                Action::PauseWrites { .. } => self.at(self.now + 1, Ev::Drained(i)),
+                Action::Resolve { .. } | Action::DropSlotKeys(_) => {}
+                Action::Unpause => {
+                    self.nodes[i].paused = false;
+                    self.nodes[i].unpaused_count += 1;
+                }
+                Action::PauseWrites { .. } => {
+                    self.nodes[i].paused = true;
+                    self.nodes[i].paused_count += 1;
+                    self.at(self.now + 1, Ev::Drained(i));
+                }
                 Action::Deliver { channel, .. } => self.published.push((i, channel)),
             }
+        }
+        self.check(i);
+        // The wake-up the machine asked for, in simulated-clock terms.
+        let local = self.node_now(i);
+        if let Some(w) = self.nodes[i].m.next_wakeup(local) {
+            let at = self.now + w.saturating_sub(local).max(1);
+            if self.nodes[i].poll_at.is_none_or(|p| at < p) {
+                self.nodes[i].poll_at = Some(at);
+                self.at(at, Ev::Poll(i));
+            }
+        }
+    }
+
+    /// The time node `i`'s machine sees (its clock may be skewed).
+    fn node_now(&self, i: usize) -> u64 {
+        (self.now as i64 + self.nodes[i].skew) as u64
+    }
+
+    /// Records elections won and votes granted by node `i`, and checks
+    /// that no epoch was won twice and no node voted twice in one epoch.
+    fn check(&mut self, i: usize) {
+        let won = self.nodes[i].m.stats.elections_won;
+        let seen = self.wins.iter().filter(|(n, _)| *n == i).count() as u64;
+        if won > seen {
+            let epoch = self.nodes[i].m.me().config_epoch;
+            if let Some((other, _)) = self.wins.iter().find(|(n, e)| *e == epoch && *n != i) {
+                self.violations
+                    .push(format!("nodes {other} and {i} both won epoch {epoch}"));
+            }
+            self.wins.push((i, epoch));
+        }
+        let granted = self.nodes[i].m.stats.votes_granted;
+        let seen = self.votes.iter().filter(|(n, _)| *n == i).count() as u64;
+        if granted > seen {
+            let epoch = self.nodes[i].m.last_vote_epoch;
+            if self.votes.contains(&(i, epoch)) {
+                self.violations
+                    .push(format!("node {i} voted twice in epoch {epoch}"));
+            }
+            self.votes.push((i, epoch));
+        }
+    }
+
+    /// Emulated replication, before node `i`'s tick.
+    fn replicate_step(&mut self, i: usize) {
+        let now = self.node_now(i);
+        let me = self.nodes[i].m.me().clone();
+        if me.is_master() {
+            self.nodes[i].frozen = false;
+            if !self.nodes[i].paused {
+                self.nodes[i].offset += 100;
+            }
+            self.nodes[i].down_since = None;
+        } else if let Some(master) = me.slaveof {
+            self.nodes[i].paused = false;
+            let j = (0..self.nodes.len()).find(|&j| self.nodes[j].m.myself == master);
+            let reachable = j.filter(|&j| {
+                !self.nodes[j].stopped && !self.blocked(i, j) && !self.nodes[i].link_cut
+            });
+            match reachable {
+                Some(j) => {
+                    if !self.nodes[i].frozen {
+                        self.nodes[i].offset = self.nodes[i].offset.max(self.nodes[j].offset);
+                    }
+                    self.nodes[i].last_io = now;
+                    self.nodes[i].down_since = None;
+                }
+                None => {
+                    if self.nodes[i].down_since.is_none() {
+                        self.nodes[i].down_since = Some(now);
+                    }
+                }
+            }
+        }
+        let n = &mut self.nodes[i];
+        n.m.set_repl_offset(n.offset);
+        match n.down_since {
+            None => n.m.set_repl_link(true, n.last_io, 0),
+            Some(d) => n.m.set_repl_link(false, n.last_io, d),
         }
     }
 
@@ -202,20 +329,35 @@ impl Sim {
             return true;
         };
         self.now = self.now.max(t);
-        let now = self.now;
+        let gnow = self.now;
         match ev {
             Ev::Tick(i) => {
                 if !self.nodes[i].stopped {
+                    self.replicate_step(i);
+                    let now = self.node_now(i);
                     self.nodes[i].m.tick(now);
                     self.flush(i);
                 }
-                self.at(now + 100, Ev::Tick(i));
+                self.at(gnow + 100, Ev::Tick(i));
+            }
+            Ev::Poll(i) => {
+                if self.nodes[i].poll_at == Some(gnow) {
+                    self.nodes[i].poll_at = None;
+                }
+                if !self.nodes[i].stopped {
+                    let n = &mut self.nodes[i];
+                    n.m.set_repl_offset(n.offset);
+                    let now = self.node_now(i);
+                    self.nodes[i].m.poll_failover(now);
+                    self.flush(i);
+                }
             }
             Ev::Deliver { to, link, bytes } => {
                 if self.nodes[to].stopped {
                     return true;
                 }
                 self.delivered += 1;
+                let now = self.node_now(to);
                 match wire::decode(&bytes) {
                     Ok(msg) => self.nodes[to].m.receive(link, msg, now),
                     Err(_) => self.nodes[to].m.bad_packet(link),
@@ -223,6 +365,7 @@ impl Sim {
                 self.flush(to);
             }
             Ev::Up(i, link) => {
+                let now = self.node_now(i);
                 if !self.nodes[i].m.link_up(link, now) {
                     // Unwanted: close the far end too.
                     if let Some((j, lj)) = self.pairs.remove(&(i, link)) {
@@ -233,11 +376,15 @@ impl Sim {
                 self.flush(i);
             }
             Ev::Down(i, link) => {
+                let now = self.node_now(i);
                 self.nodes[i].m.link_down(link, now);
                 self.flush(i);
             }
             Ev::Drained(i) => {
                 if !self.nodes[i].stopped {
+                    let n = &mut self.nodes[i];
+                    n.m.set_repl_offset(n.offset);
+                    let now = self.node_now(i);
                     self.nodes[i].m.mf_drained(now);
                     self.flush(i);
                 }
@@ -275,7 +422,7 @@ impl Sim {
     }
 
     fn call<R>(&mut self, i: usize, f: impl FnOnce(&mut Machine, u64) -> R) -> R {
-        let now = self.now;
+        let now = self.node_now(i);
         let r = f(&mut self.nodes[i].m, now);
         self.flush(i);
         r
@@ -778,6 +925,9 @@ fn a_replica_announces_its_master_and_follows_the_new_owner_of_its_slots() {
     );
 
     // Its header: SLAVE, slaveof, its master's slots and our offset.
+    // The emulated replication stops at 4242.
+    sim.nodes[3].offset = 4242;
+    sim.nodes[3].frozen = true;
     sim.call(3, |m, _| m.set_repl_offset(4242));
     sim.run(100);
     let now = sim.now + 3000;
@@ -829,4 +979,364 @@ fn a_replica_announces_its_master_and_follows_the_new_owner_of_its_slots() {
         sim.nodes[3].m.repl_target(),
         ReplTarget::Addr(sim.nodes[1].ip.clone(), 6379)
     );
+}
+
+// ----- failover -----
+
+use shardline_node::cluster::machine::{CantFailover, FailoverMode};
+
+/// `masters` masters with slots and `per` replicas each: replica number
+/// `masters + k` replicates master `k % masters`. Waits until every node
+/// agrees on the roles.
+fn form_with_replicas(masters: usize, per: usize, seed: u64) -> Sim {
+    let n = masters * (1 + per);
+    let mut sim = form(n, masters, seed);
+    for k in 0..masters * per {
+        let (r, m) = (masters + k, k % masters);
+        make_replica(&mut sim, r, m);
+    }
+    let t = sim.run_until(20_000, |s| {
+        (0..masters * per).all(|k| {
+            let (r, m) = (masters + k, k % masters);
+            let (rn, mn) = (s.name(r), s.name(m));
+            (0..n).all(|o| {
+                s.nodes[o]
+                    .m
+                    .nodes
+                    .get(&rn)
+                    .is_some_and(|p| p.slaveof == Some(mn))
+            })
+        })
+    });
+    assert!(t.is_some(), "replica roles did not spread");
+    sim
+}
+
+fn make_replica(sim: &mut Sim, r: usize, m: usize) {
+    let name = wire::name_str(&sim.name(m)).to_string();
+    sim.call(r, |mc, now| mc.replicate(name.as_bytes(), false, now))
+        .unwrap();
+}
+
+impl Sim {
+    /// Every node of `members` has the same slot owners, every slot is
+    /// owned, each owner is a member that sees itself as the master of
+    /// exactly those slots, and every member's state is ok.
+    fn owners_agree(&self, members: &[usize]) -> Result<(), String> {
+        let reference = self.nodes[members[0]].m.owners().to_vec();
+        for &i in members {
+            let m = &self.nodes[i].m;
+            if m.owners() != reference.as_slice() {
+                return Err(format!("node {i} disagrees on slot owners"));
+            }
+            if !m.state_ok {
+                return Err(format!("node {i} state is fail"));
+            }
+        }
+        for (slot, o) in reference.iter().enumerate() {
+            let Some(o) = o else {
+                return Err(format!("slot {slot} unowned"));
+            };
+            let Some(&j) = members.iter().find(|&&j| self.name(j) == *o) else {
+                return Err(format!("slot {slot} owned by a node not running"));
+            };
+            let me = self.nodes[j].m.me();
+            if !me.is_master() || self.nodes[j].m.owner(slot as u16) != Some(*o) {
+                return Err(format!("owner {j} of slot {slot} does not claim it"));
+            }
+        }
+        Ok(())
+    }
+
+    fn running(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|i| !self.nodes[*i].stopped)
+            .collect()
+    }
+
+    /// Node `i` is master of slot `slot` in the view of every running node.
+    fn owns_everywhere(&self, i: usize, slot: u16) -> bool {
+        let name = self.name(i);
+        self.running()
+            .iter()
+            .all(|&o| self.nodes[o].m.owner(slot) == Some(name))
+    }
+
+    fn isolate(&mut self, group: &[usize]) {
+        for &a in group {
+            for b in 0..self.nodes.len() {
+                if !group.contains(&b) {
+                    self.cut.insert((a, b));
+                }
+            }
+        }
+    }
+}
+
+fn first_slot_of(sim: &Sim, master: usize) -> u16 {
+    let name = sim.name(master);
+    (0..16384u16)
+        .find(|s| sim.nodes[master].m.owner(*s) == Some(name))
+        .expect("master owns a slot")
+}
+
+#[test]
+fn a_stopped_master_is_replaced_by_its_replica() {
+    for seed in 0..10 {
+        let mut sim = form_with_replicas(3, 1, 100 + seed);
+        let slot = first_slot_of(&sim, 0);
+        sim.run(1000);
+        sim.nodes[0].stopped = true;
+        let t = sim
+            .run_until(10_000, |s| {
+                s.owns_everywhere(3, slot) && s.owners_agree(&s.running()).is_ok()
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "seed {seed}: no takeover: {:?}",
+                    sim.owners_agree(&sim.running())
+                )
+            });
+        assert!(t <= 6000, "seed {seed}: takeover took {t} ms");
+        assert!(sim.violations.is_empty(), "{:?}", sim.violations);
+        // The old master comes back and follows the winner.
+        sim.nodes[0].stopped = false;
+        let all: Vec<usize> = (0..6).collect();
+        let back = sim.run_until(20_000, |s| {
+            s.nodes[0].m.me().slaveof == Some(s.name(3)) && s.owners_agree(&all).is_ok()
+        });
+        assert!(
+            back.is_some(),
+            "seed {seed}: old master did not rejoin as a replica"
+        );
+    }
+}
+
+#[test]
+fn the_replica_with_the_newest_offset_wins() {
+    for seed in 0..8 {
+        // Master 0 has replicas 3 and 6; 6 lags.
+        let mut sim = form_with_replicas(3, 2, 200 + seed);
+        sim.nodes[6].frozen = true;
+        sim.run(2000);
+        assert!(sim.nodes[3].offset > sim.nodes[6].offset);
+        let slot = first_slot_of(&sim, 0);
+        sim.nodes[0].stopped = true;
+        sim.run_until(10_000, |s| {
+            s.owns_everywhere(3, slot) || s.owns_everywhere(6, slot)
+        })
+        .unwrap_or_else(|| panic!("seed {seed}: no takeover"));
+        assert!(
+            sim.owns_everywhere(3, slot),
+            "seed {seed}: the lagging replica won"
+        );
+        // The loser follows the winner.
+        let t = sim.run_until(10_000, |s| s.nodes[6].m.me().slaveof == Some(s.name(3)));
+        assert!(t.is_some(), "seed {seed}: the other replica did not follow");
+        assert!(sim.violations.is_empty(), "{:?}", sim.violations);
+    }
+}
+
+#[test]
+fn chaos_never_leaves_two_masters_for_a_slot() {
+    let mut total_wins = 0;
+    for seed in 0..6u64 {
+        let mut sim = form_with_replicas(5, 1, 300 + seed);
+        sim.loss = 0.01;
+        sim.dup = 0.05;
+        sim.delay = (1, 50);
+        let mut rng = StdRng::seed_from_u64(seed);
+        for i in 0..10 {
+            sim.nodes[i].skew = rng.gen_range(-300..=300);
+        }
+        for round in 0..6 {
+            if rng.gen_bool(0.5) {
+                // Stop a node for a while.
+                let v = rng.gen_range(0..10);
+                sim.nodes[v].stopped = true;
+                sim.run(rng.gen_range(1000..8000));
+                sim.nodes[v].stopped = false;
+            } else {
+                // Cut a minority of two off for a while.
+                let a = rng.gen_range(0..10);
+                let b = (a + rng.gen_range(1..10)) % 10;
+                sim.isolate(&[a, b]);
+                sim.run(rng.gen_range(1000..8000));
+                sim.cut.clear();
+            }
+            let all: Vec<usize> = (0..10).collect();
+            let t = sim.run_until(90_000, |s| s.owners_agree(&all).is_ok());
+            assert!(
+                t.is_some(),
+                "seed {seed} round {round}: no agreement: {:?}",
+                sim.owners_agree(&all)
+            );
+            assert!(
+                sim.violations.is_empty(),
+                "seed {seed} round {round}: {:?}",
+                sim.violations
+            );
+            // Every master of slots has its replica back (or a replica
+            // took over and the old master follows it): 5 masters, 5
+            // replicas, each replica of a master with slots.
+            let masters = (0..10).filter(|&i| sim.nodes[i].m.me().is_master()).count();
+            assert_eq!(masters, 5, "seed {seed} round {round}: {masters} masters");
+        }
+        println!("seed {seed}: {} elections won", sim.wins.len());
+        total_wins += sim.wins.len();
+    }
+    assert!(
+        total_wins >= 6,
+        "the chaos caused only {total_wins} elections"
+    );
+}
+
+#[test]
+fn manual_failover_waits_for_the_paused_offset() {
+    for seed in 0..5 {
+        let mut sim = form_with_replicas(3, 1, 400 + seed);
+        sim.run(1500);
+        let slot = first_slot_of(&sim, 0);
+        sim.call(3, |m, now| m.manual_failover(FailoverMode::Default, now))
+            .unwrap();
+        // Event by event: the whole handover takes a few milliseconds.
+        let deadline = sim.now + 3000;
+        while !sim.nodes[3].m.mf.can_start && sim.now < deadline {
+            sim.step();
+        }
+        assert!(sim.nodes[3].m.mf.can_start, "seed {seed}: never ready");
+        assert_eq!(sim.nodes[0].paused_count, 1, "the master paused once");
+        assert!(sim.nodes[0].paused, "still paused until the new config");
+        assert_eq!(
+            sim.nodes[3].m.me().repl_offset,
+            sim.nodes[0].offset,
+            "seed {seed}: the replica starts at exactly the paused offset"
+        );
+        sim.run_until(3000, |s| s.owns_everywhere(3, slot))
+            .unwrap_or_else(|| panic!("seed {seed}: manual failover did not complete"));
+        sim.run_until(2000, |s| s.nodes[0].m.me().slaveof == Some(s.name(3)))
+            .expect("old master follows the winner");
+        assert!(!sim.nodes[0].paused && sim.nodes[0].unpaused_count >= 1);
+        assert!(sim.violations.is_empty(), "{:?}", sim.violations);
+    }
+}
+
+#[test]
+fn manual_failover_errors_force_and_takeover() {
+    let mut sim = form_with_replicas(3, 1, 500);
+    let e = sim.call(0, |m, now| m.manual_failover(FailoverMode::Default, now));
+    assert_eq!(
+        e.unwrap_err().0,
+        "ERR You should send CLUSTER FAILOVER to a replica"
+    );
+    // FORCE while the master is stopped (not failed yet): the other
+    // masters vote (FORCEACK).
+    let slot = first_slot_of(&sim, 0);
+    sim.nodes[0].stopped = true;
+    sim.call(3, |m, now| m.manual_failover(FailoverMode::Force, now))
+        .unwrap();
+    let t = sim.run_until(2000, |s| s.owns_everywhere(3, slot));
+    assert!(t.is_some(), "FORCE did not complete");
+    // Default mode on a replica whose master failed: refused.
+    let slot1 = first_slot_of(&sim, 1);
+    sim.nodes[1].stopped = true;
+    sim.run_until(10_000, |s| s.nodes[4].m.nodes[&s.name(1)].has(nflag::FAIL))
+        .expect("master 1 failed");
+    let e = sim.call(4, |m, now| m.manual_failover(FailoverMode::Default, now));
+    assert!(
+        e.is_err_and(|e| e.0 == "ERR Master is down or failed, please use CLUSTER FAILOVER FORCE")
+            || sim.nodes[4].m.me().is_master()
+    );
+    sim.run_until(10_000, |s| s.owns_everywhere(4, slot1))
+        .expect("automatic failover of 1");
+    // TAKEOVER with everyone else out of reach: no votes needed.
+    let slot2 = first_slot_of(&sim, 2);
+    sim.isolate(&[5]);
+    sim.call(5, |m, now| m.manual_failover(FailoverMode::Takeover, now))
+        .unwrap();
+    assert_eq!(sim.nodes[5].m.owner(slot2), Some(sim.name(5)));
+    sim.cut.clear();
+    sim.run_until(10_000, |s| s.owns_everywhere(5, slot2))
+        .expect("the cluster adopts the takeover");
+    assert!(sim.violations.is_empty(), "{:?}", sim.violations);
+}
+
+#[test]
+fn manual_failover_times_out_and_the_master_resumes() {
+    let mut sim = form_with_replicas(3, 1, 600);
+    sim.nodes[3].frozen = true;
+    sim.run(1500);
+    sim.call(3, |m, now| m.manual_failover(FailoverMode::Default, now))
+        .unwrap();
+    sim.run(1000);
+    assert!(sim.nodes[0].paused);
+    sim.run(4500);
+    assert_eq!(sim.nodes[3].m.mf.end, 0, "the replica gave up");
+    sim.run(5000);
+    assert!(!sim.nodes[0].paused, "the master resumed");
+    assert!(sim.nodes[0].m.me().is_master());
+    assert!(sim.nodes[3].m.me().is_replica());
+    assert_eq!(sim.nodes[3].m.stats.manual_failovers_timed_out, 1);
+}
+
+#[test]
+fn validity_factor_and_no_failover_keep_a_replica_out() {
+    // A replica whose link has been down for long does not run.
+    let mut sim = form_with_replicas(3, 1, 700);
+    sim.nodes[3].m.settings.replica_validity_factor = 1;
+    sim.nodes[3].m.settings.repl_ping_period_ms = 100;
+    sim.nodes[3].link_cut = true;
+    sim.run(10_000);
+    let slot = first_slot_of(&sim, 0);
+    sim.nodes[0].stopped = true;
+    sim.run(8000);
+    assert!(!sim.owns_everywhere(3, slot));
+    assert_eq!(sim.nodes[3].m.election.cant, Some(CantFailover::DataAge));
+    // With factor 0 it may.
+    sim.nodes[3].m.settings.replica_validity_factor = 0;
+    sim.run_until(5000, |s| s.owns_everywhere(3, slot))
+        .expect("factor 0: failover");
+
+    // cluster-replica-no-failover: no automatic election; FORCE works.
+    let mut sim = form_with_replicas(3, 1, 701);
+    sim.call(3, |m, _| {
+        m.settings.replica_no_failover = true;
+        m.refresh_myself();
+    });
+    let slot = first_slot_of(&sim, 0);
+    sim.nodes[0].stopped = true;
+    sim.run(8000);
+    assert!(!sim.owns_everywhere(3, slot));
+    assert_eq!(sim.nodes[3].m.election.cant, Some(CantFailover::Disabled));
+    sim.call(3, |m, now| m.manual_failover(FailoverMode::Force, now))
+        .unwrap();
+    sim.run_until(3000, |s| s.owns_everywhere(3, slot))
+        .expect("FORCE despite no-failover");
+}
+
+#[test]
+fn replica_migration_respects_the_barrier() {
+    for barrier in [1usize, 2] {
+        // Masters 0..3, replicas 3 -> 0, 4 -> 1, 5 -> 2, 6 -> 0.
+        let mut sim = form(7, 3, 800 + barrier as u64);
+        for i in 0..7 {
+            sim.nodes[i].m.settings.migration_barrier = barrier;
+        }
+        for (r, m) in [(3, 0), (4, 1), (5, 2), (6, 0)] {
+            make_replica(&mut sim, r, m);
+        }
+        sim.run(5000);
+        sim.nodes[4].stopped = true;
+        let spare = if sim.name(3) < sim.name(6) { 3 } else { 6 };
+        let one = sim.name(1);
+        let moved = sim.run_until(20_000, |s| s.nodes[spare].m.me().slaveof == Some(one));
+        if barrier == 1 {
+            let t = moved.expect("the spare replica migrates");
+            assert!(t >= 5000, "migrated after {t} ms, before the 5 s delay");
+            let other = if spare == 3 { 6 } else { 3 };
+            assert_eq!(sim.nodes[other].m.me().slaveof, Some(sim.name(0)));
+        } else {
+            assert!(moved.is_none(), "migrated despite the barrier");
+        }
+    }
 }
