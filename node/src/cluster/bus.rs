@@ -59,6 +59,9 @@ pub struct Cluster {
     pub bus_port: u16,
     /// The client port we listen on.
     port: u16,
+    /// Wakes the cron when the machine wants time sooner than the next
+    /// tick (see [`Machine::next_wakeup`]).
+    wake: tokio::sync::Notify,
 }
 
 /// The machine settings derived from the configuration.
@@ -182,6 +185,7 @@ impl Cluster {
             node: OnceLock::new(),
             bus_port,
             port,
+            wake: tokio::sync::Notify::new(),
         });
         // Persist at once so a crash after start keeps our name.
         cluster.drive(|_, _| ());
@@ -281,11 +285,22 @@ impl Cluster {
                 }
             }
             let r = f(&mut m, now);
+            if m.next_wakeup(now).is_some() {
+                self.wake.notify_one();
+            }
             let target = m.repl_target();
             let out = m.take_output();
             if out.map_changed {
                 let e = endpoint_from(self.endpoint.load(Ordering::Relaxed));
                 self.map.store(Arc::new(SlotMap::build(&m, e)));
+            }
+            // Lifting a manual failover's pause needs no durable state:
+            // with the new slot map published, the waiting writes get
+            // -MOVED now rather than after nodes.conf is fsynced.
+            if out.actions.contains(&Action::Unpause) {
+                if let Some(n) = self.node() {
+                    n.unpause(crate::node::PausePurpose::Failover);
+                }
             }
             if out.save {
                 self.save(&m);
@@ -597,9 +612,12 @@ impl Cluster {
                 None => Duration::from_secs(3600),
             };
             let ticked = tokio::select! {
-                _ = tick.tick() => true,
-                _ = tokio::time::sleep(sleep) => false,
+                _ = tick.tick() => Some(true),
+                _ = tokio::time::sleep(sleep) => Some(false),
+                // The machine's deadlines changed: compute the sleep again.
+                _ = self.wake.notified() => None,
             };
+            let Some(ticked) = ticked else { continue };
             if self
                 .node()
                 .is_none_or(|n| n.shutting_down.load(Ordering::Acquire))

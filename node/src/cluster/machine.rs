@@ -1645,7 +1645,7 @@ impl Machine {
                 .and_then(|l| self.links.get(&l))
                 .map_or(0, |l| now.saturating_sub(l.ctime));
             let (ping_sent, data_received, pong_received) =
-                (p.ping_sent, p.data_received, p.pong_received);
+                (p.ping_sent, p.data_received.max(p.ctime), p.pong_received);
             // A link that stopped answering is re-created.
             if let Some(l) = link {
                 if connected
@@ -1668,7 +1668,16 @@ impl Machine {
                 let delay = now
                     .saturating_sub(ping_sent)
                     .min(now.saturating_sub(data_received));
-                if delay > timeout {
+                // Redis's rule waits a node timeout after the ping, which
+                // is sent only once the last PONG is half a timeout old:
+                // detection takes up to 1.5 timeouts. A healthy peer sends
+                // us something (its PINGs, its PONGs) at least every half
+                // timeout, so a whole timeout of silence with a ping
+                // outstanding for half of one is as sure a sign, and
+                // bounds detection by the node timeout.
+                let silent = now.saturating_sub(data_received) > timeout
+                    && now.saturating_sub(ping_sent) > timeout / 2;
+                if delay > timeout || silent {
                     if let Some(p) = self.nodes.get_mut(name) {
                         if !p.failing() {
                             tracing::debug!("node {} possibly failing", wire::name_str(name));
