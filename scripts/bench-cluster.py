@@ -30,42 +30,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NODE = os.path.join(ROOT, "target", "release", "shardline-node")
 TIMEOUT = 2000
 PROCS = []
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from resp_client import Conn  # noqa: E402
 
 
 def call(host, port, *args, timeout=2.0):
-    s = socket.create_connection((host, port), timeout=timeout)
+    c = Conn("%s:%d" % (host, port), timeout=timeout)
     try:
-        out = b"*%d\r\n" % len(args)
-        for a in args:
-            a = a if isinstance(a, bytes) else str(a).encode()
-            out += b"$%d\r\n%s\r\n" % (len(a), a)
-        s.sendall(out)
-        f = s.makefile("rb")
-        return read_reply(f)
+        return c.call(*args)
     finally:
-        s.close()
-
-
-def read_reply(f):
-    line = f.readline()
-    if not line:
-        raise ConnectionError("closed")
-    t, rest = line[:1], line[1:-2]
-    if t == b"+":
-        return rest.decode()
-    if t == b"-":
-        raise RuntimeError(rest.decode())
-    if t == b":":
-        return int(rest)
-    if t == b"$":
-        n = int(rest)
-        if n < 0:
-            return None
-        data = f.read(n + 2)[:-2]
-        return data.decode()
-    if t == b"*":
-        return [read_reply(f) for _ in range(int(rest))]
-    raise RuntimeError("unexpected reply %r" % line)
+        c.close()
 
 
 def free_port():

@@ -36,50 +36,13 @@ ROUNDS_MANUAL = int(os.environ.get("ROUNDS_MANUAL", "10"))
 ROUNDS_AUTO = int(os.environ.get("ROUNDS_AUTO", "3"))
 TIMEOUT = 2000
 PROCS = []
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from resp_client import Conn  # noqa: E402
 DIRS = []
 
 
-class Conn:
-    def __init__(self, addr, timeout=2.0):
-        host, port = addr.rsplit(":", 1)
-        self.s = socket.create_connection((host, int(port)), timeout=timeout)
-        self.f = self.s.makefile("rb")
-
-    def call(self, *args):
-        out = b"*%d\r\n" % len(args)
-        for a in args:
-            a = a if isinstance(a, bytes) else str(a).encode()
-            out += b"$%d\r\n%s\r\n" % (len(a), a)
-        self.s.sendall(out)
-        return self.read()
-
-    def read(self):
-        line = self.f.readline()
-        if not line:
-            raise OSError("connection closed")
-        t, rest = line[:1], line[1:-2]
-        if t == b"+":
-            return rest.decode()
-        if t == b"-":
-            raise RuntimeError(rest.decode())
-        if t == b":":
-            return int(rest)
-        if t == b"$":
-            n = int(rest)
-            if n < 0:
-                return None
-            return self.f.read(n + 2)[:-2].decode(errors="replace")
-        if t == b"*":
-            n = int(rest)
-            return None if n < 0 else [self.read() for _ in range(n)]
-        raise RuntimeError("bad reply %r" % line)
-
-    def close(self):
-        self.s.close()
-
-
 def call(addr, *args):
-    c = Conn(addr)
+    c = Conn(addr, timeout=2.0)
     try:
         return c.call(*args)
     finally:

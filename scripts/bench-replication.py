@@ -32,6 +32,8 @@ NODE = os.path.join(ROOT, "target", "release", "shardline-node")
 MB = int(os.environ.get("MB", "1024"))
 PROCS = []
 DIRS = []
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from resp_client import Conn  # noqa: E402
 
 
 def free_port():
@@ -40,39 +42,6 @@ def free_port():
     p = s.getsockname()[1]
     s.close()
     return p
-
-
-class Conn:
-    def __init__(self, port):
-        self.s = socket.create_connection(("127.0.0.1", port), timeout=30)
-        self.f = self.s.makefile("rb")
-
-    def call(self, *args):
-        out = b"*%d\r\n" % len(args)
-        for a in args:
-            a = a if isinstance(a, bytes) else str(a).encode()
-            out += b"$%d\r\n%s\r\n" % (len(a), a)
-        self.s.sendall(out)
-        return self.read()
-
-    def read(self):
-        line = self.f.readline()
-        t, rest = line[:1], line[1:-2]
-        if t == b"+":
-            return rest.decode()
-        if t == b"-":
-            raise RuntimeError(rest.decode())
-        if t == b":":
-            return int(rest)
-        if t == b"$":
-            n = int(rest)
-            if n < 0:
-                return None
-            data = self.f.read(n + 2)
-            return data[:-2].decode(errors="replace")
-        if t == b"*":
-            return [self.read() for _ in range(int(rest))]
-        raise RuntimeError("bad reply %r" % line)
 
 
 def info(port, field):
