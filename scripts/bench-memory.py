@@ -20,6 +20,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NODE = os.path.join(ROOT, "target", "release", "shardline-node")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from resp_client import encode  # noqa: E402
 
 
 def rss(pid):
@@ -28,14 +30,6 @@ def rss(pid):
             if line.startswith("VmRSS"):
                 return int(line.split()[1]) * 1024
     return 0
-
-
-def encode(args):
-    out = b"*%d\r\n" % len(args)
-    for a in args:
-        a = a if isinstance(a, bytes) else str(a).encode()
-        out += b"$%d\r\n%s\r\n" % (len(a), a)
-    return out
 
 
 def free_port():
