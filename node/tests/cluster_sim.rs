@@ -1340,3 +1340,56 @@ fn replica_migration_respects_the_barrier() {
         }
     }
 }
+
+#[test]
+fn a_winner_does_not_vote_in_the_epoch_it_won() {
+    // Replica 3 of master 0 wins an epoch by FORCE; right after, replica 4
+    // (of master 1) asks it for a vote in that same epoch with FORCEACK.
+    // The winner spent its own vote when it ran: no AUTH_ACK.
+    let mut sim = form_with_replicas(3, 1, 650);
+    sim.run(1500);
+    let slot = first_slot_of(&sim, 0);
+    sim.nodes[0].stopped = true;
+    sim.call(3, |m, now| m.manual_failover(FailoverMode::Force, now))
+        .unwrap();
+    sim.run_until(2000, |s| s.nodes[3].m.stats.elections_won == 1)
+        .expect("replica 3 won");
+    assert_eq!(sim.nodes[3].m.owner(slot), Some(sim.name(3)));
+    let epoch = sim.nodes[3].m.current_epoch;
+    assert_eq!(sim.nodes[3].m.me().config_epoch, epoch);
+
+    let (r4, m1) = (sim.name(4), sim.name(1));
+    let m1_epoch = sim.nodes[3].m.nodes[&m1].config_epoch;
+    let mut m1_slots = SlotBitmap::new();
+    for s in 0..16384u16 {
+        if sim.nodes[3].m.owner(s) == Some(m1) {
+            m1_slots.set(s, true);
+        }
+    }
+    let mut req = ping(r4, m1_slots, epoch, Vec::new());
+    req.header.ty = msgtype::AUTH_REQUEST;
+    req.header.config_epoch = m1_epoch;
+    req.header.flags = nflag::SLAVE;
+    req.header.slaveof = Some(m1);
+    req.header.mflags = wire::mflag::FORCEACK;
+    req.body = Body::Empty;
+    let link = sim.nodes[3].m.nodes[&r4]
+        .inbound
+        .expect("inbound link from replica 4");
+    let granted = sim.nodes[3].m.stats.votes_granted;
+    let _ = sent(&mut sim.nodes[3].m);
+    let now = sim.now;
+    sim.nodes[3].m.receive(link, req.clone(), now);
+    let out = sent(&mut sim.nodes[3].m);
+    assert!(
+        !out.iter().any(|m| m.header.ty == msgtype::AUTH_ACK),
+        "voted in the epoch it won"
+    );
+    assert_eq!(sim.nodes[3].m.stats.votes_granted, granted);
+    // The same request one epoch later is a fair vote.
+    req.header.current_epoch = epoch + 1;
+    sim.nodes[3].m.receive(link, req, now);
+    let out = sent(&mut sim.nodes[3].m);
+    assert!(out.iter().any(|m| m.header.ty == msgtype::AUTH_ACK));
+    assert_eq!(sim.nodes[3].m.stats.votes_granted, granted + 1);
+}

@@ -212,6 +212,11 @@ impl Machine {
         if !self.election.auth_sent {
             self.current_epoch += 1;
             self.election.epoch = self.current_epoch;
+            // We spend our own vote in this epoch: should we win and turn
+            // master, we must not vote for anyone else in the epoch we won
+            // (redis leaves this open; a deterministic chaos run found two
+            // winners of one epoch through it).
+            self.last_vote_epoch = self.current_epoch;
             self.election.auth_sent = true;
             self.election.voters.clear();
             self.stats.elections_started += 1;
@@ -230,8 +235,21 @@ impl Machine {
             self.save = true;
             return;
         }
+        // Count only voters that are still masters with slots: a master
+        // replaced since it voted (it may not know yet) shares its shard's
+        // say with its successor, and must not count beside it.
         let quorum = self.size() / 2 + 1;
-        if self.election.voters.len() < quorum {
+        let votes = self
+            .election
+            .voters
+            .iter()
+            .filter(|v| {
+                self.nodes
+                    .get(*v)
+                    .is_some_and(|p| p.is_master() && p.numslots > 0)
+            })
+            .count();
+        if votes < quorum {
             self.cant_failover(CantFailover::WaitingVotes, now);
             return;
         }
