@@ -7,6 +7,7 @@ pub mod conn;
 pub mod hash;
 pub mod keys;
 pub mod list;
+mod migrate;
 pub mod multi;
 pub mod pubsub;
 pub mod repl;
@@ -248,6 +249,7 @@ fn table() -> &'static HashMap<&'static str, Entry> {
         zset::register(&mut m);
         cluster::register(&mut m);
         repl::register(&mut m);
+        migrate::register(&mut m);
         m
     })
 }

@@ -574,6 +574,20 @@ impl<'a> View<'a> {
         ok
     }
 
+    /// Sets a key's LRU clock (or, under an LFU policy, its LFU field):
+    /// RESTORE's IDLETIME and FREQ. False if no such key.
+    pub fn set_lru(&mut self, key: &[u8], field: u32) -> bool {
+        let db = self.db;
+        let (shard, slot) = self.shard_for(key);
+        match shard.dbs[db].table_mut(slot) {
+            Some(t) if t.contains(key) => {
+                t.set_lru(key, field);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Records an in-place change made through `obj_mut`: bumps WATCH
     /// versions, counts the change (so the command is propagated) and wakes
     /// clients blocked on the key.
