@@ -225,31 +225,62 @@ fn atoi(s: &[u8]) -> i64 {
     }
 }
 
-fn connect(host: &[u8], port: &[u8], timeout: Duration) -> Option<TcpStream> {
-    let host = std::str::from_utf8(host).ok()?;
-    let port = u16::try_from(atoi(port)).ok().filter(|p| *p != 0)?;
+/// Why no connection was made.
+enum ConnectFail {
+    /// The address did not resolve, or connecting timed out: redis's
+    /// "connecting" error.
+    Connecting,
+    /// The target refused the connection. Redis connects without blocking
+    /// and only sees this when it writes, so it is a write error (retried
+    /// once, like any other).
+    Refused,
+}
+
+fn connect(host: &[u8], port: &[u8], timeout: Duration) -> Result<TcpStream, ConnectFail> {
+    let host = std::str::from_utf8(host).map_err(|_| ConnectFail::Connecting)?;
+    // getaddrinfo takes the port as a decimal service name, and keeps only
+    // its low 16 bits.
+    let port = atoi(port);
+    if port < 0 {
+        return Err(ConnectFail::Connecting);
+    }
+    let port = (port & 0xffff) as u16;
     let addrs = match (host, port).to_socket_addrs() {
         Ok(a) => a,
         Err(e) => {
             tracing::debug!("MIGRATE: cannot resolve {host}: {e}");
-            return None;
+            return Err(ConnectFail::Connecting);
         }
     };
+    let mut fail = ConnectFail::Connecting;
     for a in addrs {
         match TcpStream::connect_timeout(&a, timeout) {
             Ok(s) => {
                 let _ = s.set_nodelay(true);
-                return Some(s);
+                return Ok(s);
             }
-            Err(e) => tracing::debug!("MIGRATE: cannot connect to {a}: {e}"),
+            Err(e) => {
+                tracing::debug!("MIGRATE: cannot connect to {a}: {e}");
+                fail = match e.kind() {
+                    std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset => {
+                        ConnectFail::Refused
+                    }
+                    _ => ConnectFail::Connecting,
+                };
+            }
         }
     }
-    None
+    Err(fail)
 }
 
 /// The cached connection for `name`, or a new one (None if connecting
 /// failed). The connection leaves the cache until `checkin`.
-fn checkout(name: &[u8], host: &[u8], port: &[u8], timeout: Duration) -> Option<Cached> {
+fn checkout(
+    name: &[u8],
+    host: &[u8],
+    port: &[u8],
+    timeout: Duration,
+) -> Result<Cached, ConnectFail> {
     let cached = {
         let mut c = cache().lock();
         let found = c.conns.remove(name);
@@ -271,9 +302,9 @@ fn checkout(name: &[u8], host: &[u8], port: &[u8], timeout: Duration) -> Option<
     cs.last_use = Instant::now();
     let s = cs.conn.get_ref();
     if s.set_read_timeout(Some(timeout)).is_err() || s.set_write_timeout(Some(timeout)).is_err() {
-        return None;
+        return Err(ConnectFail::Connecting);
     }
-    Some(cs)
+    Ok(cs)
 }
 
 /// Returns a healthy connection to the cache, starting the thread that
@@ -514,10 +545,20 @@ fn migrate_keys(view: &mut View, m: &MigrateArgs) -> Result<&'static str, CmdErr
     let name = [m.host, b":", m.port].concat();
     let mut may_retry = true;
     loop {
-        let Some(mut cs) = blocking(|| checkout(&name, m.host, m.port, m.timeout)) else {
-            return Err(CmdError::new(
-                "IOERR error or timeout connecting to the client",
-            ));
+        let mut cs = match blocking(|| checkout(&name, m.host, m.port, m.timeout)) {
+            Ok(cs) => cs,
+            Err(ConnectFail::Connecting) => {
+                return Err(CmdError::new(
+                    "IOERR error or timeout connecting to the client",
+                ))
+            }
+            Err(ConnectFail::Refused) => {
+                if may_retry {
+                    may_retry = false;
+                    continue;
+                }
+                return Err(io_error(true));
+            }
         };
         let mut cmd = Vec::new();
         if let Some(pw) = m.password {
