@@ -344,7 +344,7 @@ fn has_getkeys_proc(name: &str) -> bool {
 }
 
 /// C `atoi`: leading blanks, optional sign, digits; junk after is ignored.
-fn atoi(s: &[u8]) -> i64 {
+pub(crate) fn atoi(s: &[u8]) -> i64 {
     let mut i = 0;
     while i < s.len() && matches!(s[i], b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) {
         i += 1;
