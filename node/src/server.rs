@@ -385,6 +385,12 @@ impl Conn {
             }
         };
         tokio::pin!(sleep);
+        // In cluster mode a slot may move away (a migration, a failover)
+        // while we wait: checked as often as redis's clientsCron would.
+        let cluster = self.node.cluster.get().cloned();
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut redirect: Option<String> = None;
         let mut alive = true;
         // Keep reading while blocked: pipelined requests are buffered for
         // later, and a closed connection gives up the wait at once (like
@@ -397,6 +403,12 @@ impl Conn {
             tokio::select! {
                 r = &mut b.rx => break r.ok(),
                 _ = &mut sleep => break None,
+                _ = tick.tick(), if cluster.is_some() => {
+                    redirect = cluster.as_ref().and_then(|c| blocked_redirect(c, &b.keys));
+                    if redirect.is_some() {
+                        break None;
+                    }
+                }
                 _ = handle.kill.notified() => { alive = false; break None }
                 r = rd.read_buf(&mut self.inbuf) => match r {
                     Ok(0) | Err(_) => { alive = false; break None }
@@ -418,9 +430,16 @@ impl Conn {
         };
         handle.set_flag(cflag::BLOCKED, false);
         let mut w = ReplyWriter::new(&mut self.out, client.proto);
-        match reply {
-            Some(r) => w.raw(&r),
-            None => match b.timeout_reply {
+        match (reply, redirect) {
+            (Some(r), _) => w.raw(&r),
+            (None, Some(e)) => {
+                self.node
+                    .stats
+                    .total_error_replies
+                    .fetch_add(1, Ordering::Relaxed);
+                w.error(&e)
+            }
+            (None, None) => match b.timeout_reply {
                 TimeoutReply::NullArray => w.null_array(),
                 TimeoutReply::NullBulk => w.null(),
             },
@@ -671,5 +690,26 @@ pub async fn cron(node: Arc<Node>) {
                 }
             }
         }
+    }
+}
+
+/// The error that ends a blocked command's wait because its keys' slot is
+/// no longer served here, as redis's clusterRedirectBlockedClientIfNeeded:
+/// the cluster went down, the slot lost its owner, or another master owns
+/// it and we are not importing it.
+fn blocked_redirect(c: &crate::cluster::Cluster, keys: &[Bytes]) -> Option<String> {
+    use crate::cluster::slotmap::Route;
+    let map = c.map();
+    if !map.ok {
+        return Some("CLUSTERDOWN The cluster is down".to_string());
+    }
+    let slot = crate::engine::key_slot(keys.first()?);
+    if map.importing(slot) {
+        return None;
+    }
+    match map.route(slot) {
+        Route::Local => None,
+        Route::Unbound => Some("CLUSTERDOWN Hash slot not served".to_string()),
+        Route::Moved(ep) | Route::Master(ep) => Some(format!("MOVED {slot} {ep}")),
     }
 }

@@ -190,7 +190,7 @@ impl Cluster {
         // Persist at once so a crash after start keeps our name.
         cluster.drive(|_, _| ());
         let m = cluster.machine.lock();
-        cluster.save(&m);
+        cluster.save(&m, true);
         drop(m);
         Ok(cluster)
     }
@@ -303,7 +303,7 @@ impl Cluster {
                 }
             }
             if out.save {
-                self.save(&m);
+                self.save(&m, out.durable);
             }
             (r, out.actions, target)
         };
@@ -363,9 +363,9 @@ impl Cluster {
     }
 
     /// Writes nodes.conf (CLUSTER SAVECONFIG and every change that matters).
-    pub fn save(&self, m: &Machine) -> bool {
+    pub fn save(&self, m: &Machine, durable: bool) -> bool {
         let text = nodes_conf::render(&m.to_conf());
-        match nodes_conf::write_atomic(&self.conf_path, &text) {
+        match nodes_conf::write_atomic(&self.conf_path, &text, durable) {
             Ok(()) => true,
             Err(e) => {
                 tracing::warn!(
@@ -380,7 +380,7 @@ impl Cluster {
     /// CLUSTER SAVECONFIG.
     pub fn save_now(&self) -> bool {
         let m = self.machine.lock();
-        self.save(&m)
+        self.save(&m, true)
     }
 
     fn node(&self) -> Option<Arc<Node>> {

@@ -16,9 +16,11 @@ use rand::{Rng, SeedableRng};
 mod election;
 mod manual_failover;
 mod replica_migration;
+mod slot_migration;
 
 pub use election::{CantFailover, Election, FailoverStats};
 pub use manual_failover::{FailoverMode, ManualFailover, MF_PAUSE_MULT, MF_TIMEOUT_MS};
+pub use slot_migration::SetSlot;
 
 use super::nodes_conf::{NodeLine, NodesConf};
 use super::wire::{
@@ -232,6 +234,9 @@ pub struct Machine {
     pub nodes: BTreeMap<NodeName, Peer>,
     /// Owner of each slot.
     owners: Vec<Option<NodeName>>,
+    /// The same ownership by node: slot maps, pings and nodes.conf read a
+    /// node's slots without comparing 16384 names.
+    owned: BTreeMap<NodeName, SlotBitmap>,
     /// Slots whose owner stopped claiming them (kept bound, as 7.0.15).
     not_claiming: SlotBitmap,
     pub migrating: BTreeMap<u16, NodeName>,
@@ -251,6 +256,9 @@ pub struct Machine {
     pub stats_received: [u64; msgtype::COUNT],
     actions: Vec<Action>,
     save: bool,
+    /// nodes.conf must be rewritten, but a crash may lose the change
+    /// (redis does not fsync slot migration states either).
+    save_soft: bool,
     map_dirty: bool,
     /// Our election, when a replica.
     pub election: Election,
@@ -267,6 +275,9 @@ pub struct Output {
     pub actions: Vec<Action>,
     /// nodes.conf must be written.
     pub save: bool,
+    /// ... and fsynced before anything else happens (epochs, votes,
+    /// ownership learnt from peers).
+    pub durable: bool,
     /// The slot map or cluster state changed: republish it.
     pub map_changed: bool,
 }
@@ -283,6 +294,7 @@ impl Machine {
             myself,
             nodes: BTreeMap::new(),
             owners: vec![None; SLOTS],
+            owned: BTreeMap::new(),
             not_claiming: SlotBitmap::new(),
             migrating: BTreeMap::new(),
             importing: BTreeMap::new(),
@@ -301,6 +313,7 @@ impl Machine {
             stats_received: [0; msgtype::COUNT],
             actions: Vec::new(),
             save: true,
+            save_soft: false,
             map_dirty: true,
             election: Election::default(),
             mf: ManualFailover::default(),
@@ -488,9 +501,12 @@ impl Machine {
 
     /// Takes what the I/O layer must do now.
     pub fn take_output(&mut self) -> Output {
+        let durable = std::mem::take(&mut self.save);
+        let soft = std::mem::take(&mut self.save_soft);
         Output {
             actions: std::mem::take(&mut self.actions),
-            save: std::mem::take(&mut self.save),
+            save: durable || soft,
+            durable,
             map_changed: std::mem::take(&mut self.map_dirty),
         }
     }
@@ -510,11 +526,15 @@ impl Machine {
             if let Some(p) = self.nodes.get_mut(&old) {
                 p.numslots = p.numslots.saturating_sub(1);
             }
+            if let Some(b) = self.owned.get_mut(&old) {
+                b.set(slot, false);
+            }
         }
         if let Some(new) = owner {
             if let Some(p) = self.nodes.get_mut(&new) {
                 p.numslots += 1;
             }
+            self.owned.entry(new).or_default().set(slot, true);
         }
         self.owners[i] = owner;
         self.not_claiming.set(slot, false);
@@ -523,24 +543,21 @@ impl Machine {
 
     /// A node's slots as inclusive ranges.
     pub fn slot_ranges(&self, name: &NodeName) -> Vec<(u16, u16)> {
-        let mut out: Vec<(u16, u16)> = Vec::new();
-        for (i, o) in self.owners.iter().enumerate() {
-            if o.as_ref() == Some(name) {
-                let s = i as u16;
-                match out.last_mut() {
-                    Some((_, b)) if *b + 1 == s => *b = s,
-                    _ => out.push((s, s)),
-                }
-            }
-        }
-        out
+        self.owned
+            .get(name)
+            .map_or_else(Vec::new, SlotBitmap::ranges)
+    }
+
+    /// Every node that owns slots, with its slots.
+    pub fn owned_slots(&self) -> impl Iterator<Item = (&NodeName, &SlotBitmap)> {
+        self.owned.iter()
     }
 
     fn slot_bitmap(&self, name: &NodeName, skip_not_claiming: bool) -> SlotBitmap {
-        let mut b = SlotBitmap::new();
-        for (i, o) in self.owners.iter().enumerate() {
-            if o.as_ref() == Some(name) && !(skip_not_claiming && self.not_claiming.get(i as u16)) {
-                b.set(i as u16, true);
+        let mut b = self.owned.get(name).cloned().unwrap_or_default();
+        if skip_not_claiming {
+            for (x, nc) in b.0.iter_mut().zip(self.not_claiming.0.iter()) {
+                *x &= !nc;
             }
         }
         b
@@ -1449,33 +1466,42 @@ impl Machine {
         let cur_master = self.my_master();
         let mut dirty = Vec::new();
         let mut moved_from_us = 0usize;
-        let mut claimed = 0usize;
-        for slot in 0..SLOTS as u16 {
-            if slots.get(slot) {
-                claimed += 1;
-                let owner = self.owner(slot);
-                if owner == Some(*sender) {
-                    self.not_claiming.set(slot, false);
-                    continue;
-                }
-                if self.importing.contains_key(&slot) {
-                    continue;
-                }
-                let owner_epoch = owner
-                    .and_then(|o| self.nodes.get(&o))
-                    .map_or(0, |p| p.config_epoch);
-                if owner.is_none() || self.not_claiming.get(slot) || owner_epoch < epoch {
-                    if owner == Some(self.myself) {
-                        dirty.push(slot);
+        let claimed = slots.count();
+        let theirs = self.owned.get(sender).cloned().unwrap_or_default();
+        // Whole bytes where the claim matches what we know (the usual
+        // ping) are skipped.
+        for i in 0..SLOTS / 8 {
+            let (c, o, nc) = (slots.0[i], theirs.0[i], self.not_claiming.0[i]);
+            if c == o && c & nc == 0 {
+                continue;
+            }
+            for bit in 0..8u16 {
+                let slot = (i as u16) * 8 + bit;
+                if slots.get(slot) {
+                    let owner = self.owner(slot);
+                    if owner == Some(*sender) {
+                        self.not_claiming.set(slot, false);
+                        continue;
                     }
-                    if owner == Some(cur_master) {
-                        moved_from_us += 1;
+                    if self.importing.contains_key(&slot) {
+                        continue;
                     }
-                    self.set_owner(slot, Some(*sender));
+                    let owner_epoch = owner
+                        .and_then(|o| self.nodes.get(&o))
+                        .map_or(0, |p| p.config_epoch);
+                    if owner.is_none() || self.not_claiming.get(slot) || owner_epoch < epoch {
+                        if owner == Some(self.myself) {
+                            dirty.push(slot);
+                        }
+                        if owner == Some(cur_master) {
+                            moved_from_us += 1;
+                        }
+                        self.set_owner(slot, Some(*sender));
+                    }
+                } else if self.owner(slot) == Some(*sender) && !self.not_claiming.get(slot) {
+                    self.not_claiming.set(slot, true);
+                    self.map_dirty = true;
                 }
-            } else if self.owner(slot) == Some(*sender) && !self.not_claiming.get(slot) {
-                self.not_claiming.set(slot, true);
-                self.map_dirty = true;
             }
         }
         if moved_from_us == 0 && dirty.is_empty() {
@@ -1761,10 +1787,8 @@ impl Machine {
                 .filter(|p| p.has(nflag::FAIL) && p.numslots > 0)
                 .map(|p| p.name)
                 .collect();
-            ok = self
-                .owners
-                .iter()
-                .all(|o| o.is_some_and(|n| !failed.contains(&n)));
+            ok = failed.is_empty()
+                && self.owned.values().map(SlotBitmap::count).sum::<usize>() == SLOTS;
         }
         let mut size = 0;
         let mut reachable = 0;
@@ -1806,8 +1830,8 @@ impl Machine {
         let Some(p) = self.nodes.remove(name) else {
             return;
         };
-        for slot in 0..SLOTS as u16 {
-            if self.owners[slot as usize] == Some(*name) {
+        if let Some(b) = self.owned.remove(name) {
+            for slot in b.iter() {
                 self.owners[slot as usize] = None;
                 self.map_dirty = true;
             }

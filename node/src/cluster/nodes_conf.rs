@@ -537,12 +537,13 @@ fn parent_dir(path: &Path) -> &Path {
 /// Writes the file atomically: write "<path>.tmp-<pid>", fsync, rename over
 /// <path>, fsync the directory. A crash leaves either the old or the new
 /// file, never a mix (redis 7.0 rewrites the file in place, which can leave
-/// a torn file).
+/// a torn file). Without `durable` both fsyncs are skipped: a process
+/// crash still leaves a whole file, a power loss may leave the old one.
 ///
 /// Writers of one path must be serialized (one process, holding the
 /// [`lock`], saving from one place): the temporary name only carries the
 /// pid.
-pub fn write_atomic(path: &Path, text: &str) -> Result<(), NodesConfError> {
+pub fn write_atomic(path: &Path, text: &str, durable: bool) -> Result<(), NodesConfError> {
     let tmp = with_suffix(path, &format!(".tmp-{}", std::process::id()));
     let written = (|| {
         let mut f = OpenOptions::new()
@@ -552,7 +553,10 @@ pub fn write_atomic(path: &Path, text: &str) -> Result<(), NodesConfError> {
             .mode(0o644)
             .open(&tmp)?;
         f.write_all(text.as_bytes())?;
-        f.sync_all()
+        if durable {
+            f.sync_all()?;
+        }
+        Ok(())
     })();
     if let Err(source) = written {
         let _ = fs::remove_file(&tmp);
@@ -569,6 +573,9 @@ pub fn write_atomic(path: &Path, text: &str) -> Result<(), NodesConfError> {
             path: path.to_path_buf(),
             source,
         });
+    }
+    if !durable {
+        return Ok(());
     }
     let dir = parent_dir(path);
     File::open(dir)
@@ -1130,10 +1137,10 @@ vars currentEpoch 3 lastVoteEpoch 0
     fn write_atomic_then_read_back() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("nodes.conf");
-        write_atomic(&p, REAL_NODES_CONF).unwrap();
+        write_atomic(&p, REAL_NODES_CONF, true).unwrap();
         assert_eq!(fs::read_to_string(&p).unwrap(), REAL_NODES_CONF);
         // Overwrite with a shorter text: no leftover bytes, no temp file.
-        write_atomic(&p, "vars currentEpoch 0 lastVoteEpoch 0\n").unwrap();
+        write_atomic(&p, "vars currentEpoch 0 lastVoteEpoch 0\n", true).unwrap();
         assert_eq!(
             fs::read_to_string(&p).unwrap(),
             "vars currentEpoch 0 lastVoteEpoch 0\n"
@@ -1144,7 +1151,7 @@ vars currentEpoch 3 lastVoteEpoch 0
             .collect();
         assert_eq!(names, vec!["nodes.conf".to_string()]);
         // A missing directory is an error naming the temporary file.
-        let e = write_atomic(&dir.path().join("nope/nodes.conf"), "x").unwrap_err();
+        let e = write_atomic(&dir.path().join("nope/nodes.conf"), "x", true).unwrap_err();
         assert!(e.to_string().contains("nodes.conf.tmp-"), "{e}");
     }
 
@@ -1160,8 +1167,8 @@ vars currentEpoch 3 lastVoteEpoch 0
             other => panic!("{other:?}"),
         }
         // Replacing nodes.conf by rename does not affect the lock.
-        write_atomic(&p, REAL_NODES_CONF).unwrap();
-        write_atomic(&p, REAL_REPLICA_NODES_CONF).unwrap();
+        write_atomic(&p, REAL_NODES_CONF, true).unwrap();
+        write_atomic(&p, REAL_REPLICA_NODES_CONF, true).unwrap();
         let e = lock(&p).unwrap_err();
         assert!(matches!(e, NodesConfError::Locked(_)));
         assert!(e.to_string().contains("nodes.conf.lock"), "{e}");

@@ -42,6 +42,11 @@ pub struct SlotMap {
     master: u16,
     /// cluster_state:ok
     pub ok: bool,
+    /// Slots we are migrating away, with the target's "endpoint:port"
+    /// (`-ASK`), sorted by slot.
+    migrating: Vec<(u16, String)>,
+    /// Slots we are importing, sorted.
+    importing: Vec<u16>,
 }
 
 impl Default for SlotMap {
@@ -52,6 +57,8 @@ impl Default for SlotMap {
             local: NONE,
             master: NONE,
             ok: false,
+            migrating: Vec::new(),
+            importing: Vec::new(),
         }
     }
 }
@@ -62,44 +69,67 @@ impl SlotMap {
             ok: m.state_ok,
             ..SlotMap::default()
         };
-        let mut index: std::collections::BTreeMap<[u8; 40], u16> = Default::default();
+        let (migrating, importing) = m.open_slots();
+        map.importing = importing;
+        map.migrating = migrating
+            .into_iter()
+            .map(|(slot, to)| {
+                let ep = m
+                    .nodes
+                    .get(&to)
+                    .map_or_else(|| "?:0".to_string(), |p| endpoint_of(p, endpoint));
+                (slot, ep)
+            })
+            .collect();
         // A replica serves its master's slots for READONLY reads only.
         let me = m.me();
         let my_master = me.slaveof.filter(|_| me.is_replica());
-        for (slot, owner) in m.owners().iter().enumerate() {
-            let Some(name) = owner else { continue };
-            let idx = match index.get(name) {
-                Some(i) => *i,
-                None => {
-                    let i = map.endpoints.len() as u16;
-                    let text = match m.nodes.get(name) {
-                        Some(p) => {
-                            let host = match endpoint {
-                                EndpointType::Ip => p.ip.clone(),
-                                EndpointType::Hostname if !p.hostname.is_empty() => {
-                                    p.hostname.clone()
-                                }
-                                EndpointType::Hostname => "?".to_string(),
-                                EndpointType::Unknown => String::new(),
-                            };
-                            if p.has(nflag::MYSELF) {
-                                map.local = i;
-                            }
-                            if Some(p.name) == my_master {
-                                map.master = i;
-                            }
-                            format!("{host}:{}", p.port)
-                        }
-                        None => "?:0".to_string(),
-                    };
-                    map.endpoints.push(text);
-                    index.insert(*name, i);
-                    i
+        for (name, slots) in m.owned_slots() {
+            if slots.is_empty() {
+                continue;
+            }
+            let i = map.endpoints.len() as u16;
+            let text = match m.nodes.get(name) {
+                Some(p) => {
+                    if p.has(nflag::MYSELF) {
+                        map.local = i;
+                    }
+                    if Some(p.name) == my_master {
+                        map.master = i;
+                    }
+                    endpoint_of(p, endpoint)
                 }
+                None => "?:0".to_string(),
             };
-            map.owner[slot] = idx;
+            map.endpoints.push(text);
+            for (a, z) in slots.ranges() {
+                if let Some(r) = map.owner.get_mut(usize::from(a)..=usize::from(z)) {
+                    r.fill(i);
+                }
+            }
         }
         map
+    }
+
+    /// Whether any slot is migrating or importing here: the data path
+    /// checks key presence only then.
+    pub fn has_open_slots(&self) -> bool {
+        !self.migrating.is_empty() || !self.importing.is_empty()
+    }
+
+    /// The "endpoint:port" a slot we are migrating goes to.
+    pub fn migrating_to(&self, slot: usize) -> Option<&str> {
+        let slot = u16::try_from(slot).ok()?;
+        self.migrating
+            .binary_search_by_key(&slot, |(s, _)| *s)
+            .ok()
+            .and_then(|i| self.migrating.get(i))
+            .map(|(_, ep)| ep.as_str())
+    }
+
+    /// Whether we are importing a slot.
+    pub fn importing(&self, slot: usize) -> bool {
+        u16::try_from(slot).is_ok_and(|s| self.importing.binary_search(&s).is_ok())
     }
 
     pub fn route(&self, slot: usize) -> Route<'_> {
@@ -112,4 +142,15 @@ impl SlotMap {
             i => Route::Moved(self.endpoints.get(i as usize).map_or("?:0", |s| s.as_str())),
         }
     }
+}
+
+/// "host:port" of a node, as cluster-preferred-endpoint-type asks.
+fn endpoint_of(p: &super::machine::Peer, endpoint: EndpointType) -> String {
+    let host = match endpoint {
+        EndpointType::Ip => p.ip.as_str(),
+        EndpointType::Hostname if !p.hostname.is_empty() => p.hostname.as_str(),
+        EndpointType::Hostname => "?",
+        EndpointType::Unknown => "",
+    };
+    format!("{host}:{}", p.port)
 }

@@ -236,6 +236,27 @@ impl SlotBitmap {
         self.0.iter().all(|&b| b == 0)
     }
 
+    /// The set slots as inclusive ranges, in ascending order.
+    pub fn ranges(&self) -> Vec<(u16, u16)> {
+        let mut out: Vec<(u16, u16)> = Vec::new();
+        let mut push = |a: u16, z: u16| match out.last_mut() {
+            Some((_, b)) if *b + 1 == a => *b = z,
+            _ => out.push((a, z)),
+        };
+        for (i, &byte) in (0u16..).zip(self.0.iter()) {
+            match byte {
+                0 => {}
+                0xff => push(i * 8, i * 8 + 7),
+                b => {
+                    for bit in (0..8u16).filter(|bit| b & (1 << bit) != 0) {
+                        push(i * 8 + bit, i * 8 + bit);
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// The set slots in ascending order.
     pub fn iter(&self) -> impl Iterator<Item = u16> + '_ {
         self.0

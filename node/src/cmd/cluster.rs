@@ -268,6 +268,21 @@ fn cluster(ctx: &mut Ctx) -> CmdResult {
                 ctx.out.bulk(&k);
             }
         }
+        "setslot" => {
+            use crate::cluster::machine::SetSlot;
+            // redis checks the role, then the slot, then the action.
+            if c.with(|m| m.me().is_replica()) {
+                return err("ERR Please use SETSLOT only with masters.");
+            }
+            let slot = slot_arg(&args[2])?;
+            let rest: Vec<&[u8]> = args[3..].iter().map(|a| &a[..]).collect();
+            let action = SetSlot::parse(&rest).map_err(|e| CmdError(e.0))?;
+            let node = ctx.node.clone();
+            let keys = count_keys(&node, Some(slot as usize));
+            c.drive(|m, now| m.set_slot(slot, &action, keys, now))
+                .map_err(|e| CmdError(e.0))?;
+            ctx.out.ok();
+        }
         "slots" => {
             c.with(|m| write_slots(m, &mut ctx.out, c.endpoint()));
         }
@@ -447,15 +462,11 @@ fn write_slot_node(out: &mut ReplyWriter, p: &Peer, e: EndpointType) {
 
 fn write_slots(m: &Machine, out: &mut ReplyWriter, e: EndpointType) {
     // Runs of consecutive slots with the same owner.
-    let mut runs: Vec<(u16, u16, [u8; 40])> = Vec::new();
-    for (i, o) in m.owners().iter().enumerate() {
-        let Some(o) = o else { continue };
-        let s = i as u16;
-        match runs.last_mut() {
-            Some((_, b, n)) if *b + 1 == s && n == o => *b = s,
-            _ => runs.push((s, s, *o)),
-        }
-    }
+    let mut runs: Vec<(u16, u16, [u8; 40])> = m
+        .owned_slots()
+        .flat_map(|(name, b)| b.ranges().into_iter().map(|(x, y)| (x, y, *name)))
+        .collect();
+    runs.sort_unstable_by_key(|r| r.0);
     out.array(runs.len());
     for (a, b, owner) in runs {
         let Some(master) = m.nodes.get(&owner) else {
@@ -607,6 +618,8 @@ const HELP: &[&str] = &[
     "    Force saving cluster configuration on disk.",
     "SET-CONFIG-EPOCH <epoch>",
     "    Set config epoch of current node.",
+    "SETSLOT <slot> (IMPORTING <node-id>|MIGRATING <node-id>|STABLE|NODE <node-id>)",
+    "    Set slot state.",
     "SHARDS",
     "    Return information about slot range mappings and the nodes associated with them.",
     "SLOTS",

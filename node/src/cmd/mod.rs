@@ -113,6 +113,10 @@ pub struct Client {
     pub asking: bool,
     /// READONLY: reads may be served by a replica.
     pub readonly: bool,
+    /// Routing sent this command to a slot in migration: whether it may
+    /// run depends on which of its keys exist, judged under the shard
+    /// locks (a MIGRATE may be moving them meanwhile).
+    pub open_slot: Option<OpenSlot>,
     /// This is the link to our master, applying its stream.
     pub is_master: bool,
     /// REPLCONF facts a replica sent before SYNC/PSYNC.
@@ -143,6 +147,7 @@ impl Client {
             in_exec: false,
             asking: false,
             readonly: false,
+            open_slot: None,
             is_master: false,
             repl_hello: None,
         }
@@ -431,7 +436,7 @@ pub fn single_shard(node: &Node, args: &[Bytes]) -> Option<usize> {
 /// run locally; EXEC is judged over its whole queue.
 fn route(
     c: &crate::cluster::Cluster,
-    client: &Client,
+    client: &mut Client,
     spec: &CommandSpec,
     args: &[Bytes],
 ) -> Option<String> {
@@ -472,6 +477,28 @@ fn route(
             );
         }
     }
+    if map.has_open_slots() {
+        let is_migrate = spec.name == "migrate";
+        if let (Route::Local, Some(to)) = (map.route(slot), map.migrating_to(slot)) {
+            // MIGRATE always runs where the slot is open.
+            if !is_migrate {
+                client.open_slot = Some(OpenSlot {
+                    slot,
+                    ask: Some(to.to_string()),
+                });
+            }
+            return None;
+        }
+        if map.importing(slot) {
+            if is_migrate {
+                return None;
+            }
+            if client.asking || spec.flags & flag::ASKING != 0 {
+                client.open_slot = Some(OpenSlot { slot, ask: None });
+                return None;
+            }
+        }
+    }
     match map.route(slot) {
         Route::Local => None,
         Route::Unbound => Some("CLUSTERDOWN Hash slot not served".to_string()),
@@ -481,6 +508,63 @@ fn route(
         Route::Master(ep) => Some(format!("MOVED {slot} {ep}")),
     }
 }
+
+/// A command routed to a slot that is migrating away (`ask` names the
+/// target) or being imported (ASKING was sent).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenSlot {
+    pub slot: usize,
+    pub ask: Option<String>,
+}
+
+impl OpenSlot {
+    /// The redirection, if any, for commands on this slot given which of
+    /// their keys exist (db 0, as cluster mode has no other): on the
+    /// source, keys all missing go to the target (`-ASK`); on either side
+    /// a request whose keys are split between the nodes cannot run
+    /// anywhere until the migration moves on (`-TRYAGAIN`).
+    pub fn verdict<'a>(
+        &self,
+        view: &mut View<'_>,
+        cmds: impl Iterator<Item = (&'static CommandSpec, &'a [Bytes])>,
+    ) -> Option<String> {
+        let (mut existing, mut missing) = (0usize, 0usize);
+        let mut first: Option<&[u8]> = None;
+        let mut multiple = false;
+        let db = std::mem::replace(&mut view.db, 0);
+        for (spec, args) in cmds {
+            // Shard channels stay with the source until the slot moves.
+            if matches!(spec.name, "spublish" | "ssubscribe" | "sunsubscribe") {
+                continue;
+            }
+            for i in routing_keys(spec, args) {
+                let Some(k) = args.get(i) else { continue };
+                match first {
+                    None => first = Some(&k[..]),
+                    Some(f) if f != &k[..] => multiple = true,
+                    Some(_) => {}
+                }
+                if view.lookup_quiet(k) {
+                    existing += 1;
+                } else {
+                    missing += 1;
+                }
+            }
+        }
+        view.db = db;
+        if missing == 0 {
+            return None;
+        }
+        match &self.ask {
+            Some(_) if existing > 0 => Some(TRYAGAIN.to_string()),
+            Some(to) => Some(format!("ASK {} {to}", self.slot)),
+            None if multiple => Some(TRYAGAIN.to_string()),
+            None => None,
+        }
+    }
+}
+
+const TRYAGAIN: &str = "TRYAGAIN Multiple keys request during rehashing of slot";
 
 /// Folds a command's keys into the slot of the request, as redis's
 /// getNodeByQuery: the first key's slot must be served, and every other
@@ -670,6 +754,7 @@ pub fn dispatch(
         return Flow::Continue;
     };
     if let (Some(c), false) = (node.cluster.get(), client.is_master) {
+        client.open_slot = None;
         if let Some(e) = route(c, client, spec, args) {
             node.stats
                 .total_error_replies
@@ -684,7 +769,9 @@ pub fn dispatch(
             client.asking = false;
             return Flow::Continue;
         }
-        if name != "asking" {
+        // ASKING holds for the next command, or for a whole transaction
+        // when sent before MULTI.
+        if name != "asking" && (client.multi.is_none() || name == "exec") {
             client.asking = false;
         }
     }
@@ -761,7 +848,7 @@ pub fn run_with_view<'n>(
     entry: Entry,
     view: Option<View<'n>>,
 ) -> (Flow, Option<View<'n>>) {
-    let view = match (view, entry.access) {
+    let mut view = match (view, entry.access) {
         (Some(v), _) => Some(v),
         (None, Access::None) => None,
         (None, Access::Keys) => {
@@ -773,6 +860,31 @@ pub fn run_with_view<'n>(
         }
         (None, Access::All) => Some(make_view(node, client, node.keyspace.lock_all())),
     };
+    // A slot in migration: whether this command runs here is decided now
+    // that its keys' shards are locked. EXEC judges its queue itself.
+    if spec.name != "exec" {
+        if let Some(os) = client.open_slot.take() {
+            let verdict = match view {
+                Some(mut v) => {
+                    let r = os.verdict(&mut v, std::iter::once((spec, args)));
+                    view = Some(v);
+                    r
+                }
+                None => {
+                    let (ids, _) = shards_for(node, spec, args);
+                    let mut v = make_view(node, client, node.keyspace.lock(&ids));
+                    os.verdict(&mut v, std::iter::once((spec, args)))
+                }
+            };
+            if let Some(e) = verdict {
+                node.stats
+                    .total_error_replies
+                    .fetch_add(1, Ordering::Relaxed);
+                ReplyWriter::new(w.buf, client.proto).error(&e);
+                return (Flow::Continue, view);
+            }
+        }
+    }
     // The write barrier of a pause: a write that passed the pause check
     // just before a pause began must not run after it. Whoever starts a
     // pause and then takes the shard locks (see `Node::write_barrier`)

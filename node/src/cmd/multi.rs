@@ -143,6 +143,18 @@ fn exec(ctx: &mut Ctx) -> CmdResult {
     }
     discard_state(node, ctx.client);
     let mut view = make_view(node, ctx.client, guards);
+    // A slot in migration (see `route`): judged over the whole queue now
+    // that every shard is locked; a redirection discards the transaction.
+    if let Some(os) = ctx.client.open_slot.take() {
+        let cmds = queue
+            .iter()
+            .filter_map(|a| resolve(a).ok().map(|(_, spec)| (spec, &a[..])));
+        if let Some(e) = os.verdict(&mut view, cmds) {
+            drop(view);
+            unwatch_all(node, ctx.client);
+            return Err(super::CmdError(e));
+        }
+    }
     let mut changed = false;
     for (db, key, version, epoch) in &ctx.client.watched {
         view.db = *db;
