@@ -273,8 +273,149 @@ fn find_in(list: &'static [CommandSpec], name: &[u8], skip: usize) -> Option<&'s
 /// Finds a top-level command by name, case-insensitively (binary search
 /// over the sorted static table; no allocation).
 pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
-    find_in(data::COMMANDS, name, 0)
+    find_in(data::COMMANDS, name, 0).or_else(|| find_in(EXTRA, name, 0))
 }
+
+/// Shardline's own commands, sorted by name. COMMAND INFO and DOCS
+/// describe them (an admin tool can ask whether a node supports one);
+/// COMMAND, COUNT and LIST show redis's table only.
+static EXTRA: &[CommandSpec] = &[CommandSpec {
+    name: "migrateslots",
+    arity: -7,
+    flags: flag::ADMIN | flag::NOSCRIPT | flag::NO_MULTI,
+    first_key: 0,
+    last_key: 0,
+    step: 0,
+    acl_categories: &["@admin", "@slow", "@dangerous"],
+    key_specs: &[],
+    subcommands: &[],
+    docs: &CommandDocs {
+        summary: "Moves whole hash slots with their keys to another master (Shardline)",
+        since: Some("0.1.0"),
+        group: "cluster",
+        complexity: Some("O(N) where N is the number of keys in the slots"),
+        doc_flags: 0,
+        deprecated_since: None,
+        replaced_by: None,
+        history: &[],
+        arguments: &[
+            Arg {
+                name: "host",
+                typ: "string",
+                key_spec_index: -1,
+                token: None,
+                since: None,
+                deprecated_since: None,
+                flags: 0,
+                arguments: &[],
+            },
+            Arg {
+                name: "port",
+                typ: "integer",
+                key_spec_index: -1,
+                token: None,
+                since: None,
+                deprecated_since: None,
+                flags: 0,
+                arguments: &[],
+            },
+            Arg {
+                name: "timeout",
+                typ: "integer",
+                key_spec_index: -1,
+                token: None,
+                since: None,
+                deprecated_since: None,
+                flags: 0,
+                arguments: &[],
+            },
+            Arg {
+                name: "authentication",
+                typ: "oneof",
+                key_spec_index: -1,
+                token: None,
+                since: None,
+                deprecated_since: None,
+                flags: arg::OPTIONAL,
+                arguments: &[
+                    Arg {
+                        name: "password",
+                        typ: "string",
+                        key_spec_index: -1,
+                        token: Some("AUTH"),
+                        since: None,
+                        deprecated_since: None,
+                        flags: 0,
+                        arguments: &[],
+                    },
+                    Arg {
+                        name: "username_password",
+                        typ: "block",
+                        key_spec_index: -1,
+                        token: Some("AUTH2"),
+                        since: None,
+                        deprecated_since: None,
+                        flags: 0,
+                        arguments: &[
+                            Arg {
+                                name: "username",
+                                typ: "string",
+                                key_spec_index: -1,
+                                token: None,
+                                since: None,
+                                deprecated_since: None,
+                                flags: 0,
+                                arguments: &[],
+                            },
+                            Arg {
+                                name: "password",
+                                typ: "string",
+                                key_spec_index: -1,
+                                token: None,
+                                since: None,
+                                deprecated_since: None,
+                                flags: 0,
+                                arguments: &[],
+                            },
+                        ],
+                    },
+                ],
+            },
+            Arg {
+                name: "range",
+                typ: "block",
+                key_spec_index: -1,
+                token: Some("SLOTSRANGE"),
+                since: None,
+                deprecated_since: None,
+                flags: arg::MULTIPLE,
+                arguments: &[
+                    Arg {
+                        name: "start-slot",
+                        typ: "integer",
+                        key_spec_index: -1,
+                        token: None,
+                        since: None,
+                        deprecated_since: None,
+                        flags: 0,
+                        arguments: &[],
+                    },
+                    Arg {
+                        name: "end-slot",
+                        typ: "integer",
+                        key_spec_index: -1,
+                        token: None,
+                        since: None,
+                        deprecated_since: None,
+                        flags: 0,
+                        arguments: &[],
+                    },
+                ],
+            },
+        ],
+    },
+    tips: &[],
+}];
 
 /// Finds a subcommand of `cmd` (`lookup_sub(config, b"get")` is
 /// `config|get`), case-insensitively.

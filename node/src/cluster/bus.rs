@@ -62,6 +62,11 @@ pub struct Cluster {
     /// Wakes the cron when the machine wants time sooner than the next
     /// tick (see [`Machine::next_wakeup`]).
     wake: tokio::sync::Notify,
+    /// A change that need not be fsynced (slot migration states) waits
+    /// for the saver task, so that a pipeline of SETSLOTs costs one write
+    /// of nodes.conf rather than one each.
+    soft_save: AtomicBool,
+    saver: tokio::sync::Notify,
 }
 
 /// The machine settings derived from the configuration.
@@ -186,6 +191,8 @@ impl Cluster {
             bus_port,
             port,
             wake: tokio::sync::Notify::new(),
+            soft_save: AtomicBool::new(false),
+            saver: tokio::sync::Notify::new(),
         });
         // Persist at once so a crash after start keeps our name.
         cluster.drive(|_, _| ());
@@ -238,6 +245,7 @@ impl Cluster {
             tokio::spawn(self.clone().accept_loop(l));
         }
         tokio::spawn(self.clone().cron());
+        tokio::spawn(self.clone().saver());
         Ok(())
     }
 
@@ -302,8 +310,12 @@ impl Cluster {
                     n.unpause(crate::node::PausePurpose::Failover);
                 }
             }
-            if out.save {
-                self.save(&m, out.durable);
+            if out.durable {
+                self.soft_save.store(false, Ordering::Relaxed);
+                self.save(&m, true);
+            } else if out.save {
+                self.soft_save.store(true, Ordering::Release);
+                self.saver.notify_one();
             }
             (r, out.actions, target)
         };
@@ -360,6 +372,18 @@ impl Cluster {
             m.refresh_myself();
             m.update_state(now);
         });
+    }
+
+    /// Writes nodes.conf after changes that need no fsync, coalescing
+    /// those that arrive while it writes.
+    async fn saver(self: Arc<Self>) {
+        loop {
+            self.saver.notified().await;
+            if self.soft_save.swap(false, Ordering::Acquire) {
+                let m = self.machine.lock();
+                self.save(&m, false);
+            }
+        }
     }
 
     /// Writes nodes.conf (CLUSTER SAVECONFIG and every change that matters).

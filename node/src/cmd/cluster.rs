@@ -360,7 +360,7 @@ fn apply_slots(c: &Arc<Cluster>, sub: &str, slots: &[u16]) -> CmdResult {
 }
 
 /// Keys in one slot of database 0, or in the whole database 0.
-fn count_keys(node: &Arc<crate::node::Node>, slot: Option<usize>) -> usize {
+pub(super) fn count_keys(node: &Arc<crate::node::Node>, slot: Option<usize>) -> usize {
     match slot {
         Some(s) => {
             let shard = node.keyspace.shard_of_slot(s);

@@ -198,7 +198,7 @@ fn cache() -> &'static Mutex<Cache> {
 }
 
 /// Why no connection was made.
-enum ConnectFail {
+pub(super) enum ConnectFail {
     /// The address did not resolve, or connecting timed out: redis's
     /// "connecting" error.
     Connecting,
@@ -208,7 +208,11 @@ enum ConnectFail {
     Refused,
 }
 
-fn connect(host: &[u8], port: &[u8], timeout: Duration) -> Result<TcpStream, ConnectFail> {
+pub(super) fn connect(
+    host: &[u8],
+    port: &[u8],
+    timeout: Duration,
+) -> Result<TcpStream, ConnectFail> {
     let host = std::str::from_utf8(host).map_err(|_| ConnectFail::Connecting)?;
     // getaddrinfo takes the port as a decimal service name, and keeps only
     // its low 16 bits.
@@ -306,7 +310,7 @@ fn checkin(name: Vec<u8>, cs: Cached) {
 }
 
 /// Runs blocking I/O without stalling the async runtime's other tasks.
-fn blocking<R>(f: impl FnOnce() -> R) -> R {
+pub(super) fn blocking<R>(f: impl FnOnce() -> R) -> R {
     match tokio::runtime::Handle::try_current() {
         Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
             tokio::task::block_in_place(f)
@@ -324,7 +328,7 @@ fn is_timeout(e: &std::io::Error) -> bool {
 
 /// Reads one reply line, without its CRLF. An early end of the stream is
 /// an error.
-fn read_line(r: &mut BufReader<TcpStream>) -> std::io::Result<Vec<u8>> {
+pub(super) fn read_line(r: &mut BufReader<TcpStream>) -> std::io::Result<Vec<u8>> {
     let mut line = Vec::new();
     r.by_ref().take(MAX_LINE).read_until(b'\n', &mut line)?;
     if line.last() != Some(&b'\n') {
@@ -397,7 +401,7 @@ fn exchange(cs: &mut Cached, cmd: &[u8], auth: bool, select: bool, n: usize) -> 
     }
 }
 
-fn bulk(buf: &mut Vec<u8>, b: &[u8]) {
+pub(super) fn bulk(buf: &mut Vec<u8>, b: &[u8]) {
     buf.push(b'$');
     buf.extend_from_slice(itoa::Buffer::new().format(b.len()).as_bytes());
     buf.extend_from_slice(b"\r\n");
@@ -405,13 +409,13 @@ fn bulk(buf: &mut Vec<u8>, b: &[u8]) {
     buf.extend_from_slice(b"\r\n");
 }
 
-fn array(buf: &mut Vec<u8>, n: usize) {
+pub(super) fn array(buf: &mut Vec<u8>, n: usize) {
     buf.push(b'*');
     buf.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
     buf.extend_from_slice(b"\r\n");
 }
 
-fn io_error(write_error: bool) -> CmdError {
+pub(super) fn io_error(write_error: bool) -> CmdError {
     CmdError(format!(
         "IOERR error or timeout {} to target instance",
         if write_error { "writing" } else { "reading" }

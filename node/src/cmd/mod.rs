@@ -8,6 +8,7 @@ pub mod hash;
 pub mod keys;
 pub mod list;
 mod migrate;
+mod migrate_slots;
 pub mod multi;
 pub mod pubsub;
 pub mod repl;
@@ -255,6 +256,7 @@ fn table() -> &'static HashMap<&'static str, Entry> {
         cluster::register(&mut m);
         repl::register(&mut m);
         migrate::register(&mut m);
+        migrate_slots::register(&mut m);
         m
     })
 }

@@ -1,0 +1,399 @@
+//! MIGRATESLOTS, the fast path for whole slots: keys, TTLs and ownership
+//! move under a verifying writer, replicas follow, the target may be a
+//! redis-server 7.0, and errors are clear.
+//!
+//! Addresses: 127.0.171.x .. 127.0.173.x.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::cluster::{key_slot, need, redis_cli, Cluster, Kind, CLI};
+use common::writer::{verify, Writer};
+use common::{Conn, Reply};
+
+use Kind::{Ours, Redis};
+
+const NODE_TIMEOUT: u64 = 3000;
+
+/// Loads `n` keys `<prefix>:<i>` = i through the slot owners (pipelined
+/// per node), given the slot ranges of `masters`.
+fn load(c: &Cluster, masters: &[usize], prefix: &str, n: usize) {
+    let owners: Vec<(usize, Vec<(u16, u16)>)> = masters
+        .iter()
+        .map(|&m| {
+            let id = c[m].myid();
+            let lines = c[m].nodes().unwrap();
+            let me = lines.iter().find(|l| l.id == id).unwrap();
+            (m, me.slots.clone())
+        })
+        .collect();
+    let mut per: Vec<Vec<u8>> = vec![Vec::new(); c.nodes.len()];
+    let mut counts = vec![0usize; c.nodes.len()];
+    for i in 0..n {
+        let k = format!("{prefix}:{i}");
+        let s = key_slot(k.as_bytes());
+        let (m, _) = owners
+            .iter()
+            .find(|(_, r)| r.iter().any(|(a, b)| (*a..=*b).contains(&s)))
+            .unwrap();
+        per[*m].extend(common::encode(&[
+            b"SET",
+            k.as_bytes(),
+            i.to_string().as_bytes(),
+        ]));
+        counts[*m] += 1;
+    }
+    for (m, buf) in per.iter().enumerate() {
+        if buf.is_empty() {
+            continue;
+        }
+        let mut conn = c[m].conn();
+        conn.send(buf);
+        for _ in 0..counts[m] {
+            assert_eq!(conn.read(), Reply::ok());
+        }
+    }
+}
+
+fn dbsize(c: &Cluster, i: usize) -> i64 {
+    c[i].cmd(&["DBSIZE"]).int()
+}
+
+/// Slots `i` owns as its own CLUSTER NODES says.
+fn my_slots(c: &Cluster, i: usize) -> Vec<(u16, u16)> {
+    let id = c[i].myid();
+    let lines = c[i].nodes().unwrap();
+    lines
+        .iter()
+        .find(|l| l.id == id)
+        .map(|l| l.slots.clone())
+        .unwrap_or_default()
+}
+
+/// Waits until every node of `idx` agrees that `owner` owns `slot`.
+fn wait_owner(c: &Cluster, idx: &[usize], slot: u16, owner: usize) {
+    let id = c[owner].myid();
+    c.wait_for("the new owner to be known", Duration::from_secs(20), |c| {
+        for &i in idx {
+            let v = common::cluster::View::of(&c[i].nodes()?);
+            if v.owner(slot) != Some(id.as_str()) {
+                return Err(format!(
+                    "{} sees {:?} own {slot}",
+                    c[i].name(),
+                    v.owner(slot)
+                ));
+            }
+        }
+        Ok(())
+    });
+}
+
+/// Waits until every node of `idx` reports cluster_state:ok (a master
+/// that just started refuses writes, RESTORE-ASKING included, until then).
+fn wait_state_ok(c: &Cluster, idx: &[usize]) {
+    c.wait_for("cluster_state:ok", Duration::from_secs(20), |c| {
+        for &i in idx {
+            let st = c[i].info_field("cluster_state")?;
+            if st != "ok" {
+                return Err(format!("{}: cluster_state:{st}", c[i].name()));
+            }
+        }
+        Ok(())
+    });
+}
+
+fn check_clean(c: &Cluster, seed: usize) {
+    let (ok, out) = redis_cli(&["--cluster", "check", &c[seed].addr()]);
+    assert!(
+        ok && !out.contains("[ERR]")
+            && !out.contains("[WARNING]")
+            && out.contains("All 16384 slots covered"),
+        "redis-cli --cluster check:\n{out}"
+    );
+}
+
+#[test]
+fn migrateslots_moves_keys_ttls_and_ownership_under_writes() {
+    need(CLI);
+    let mut c = Cluster::start(171, NODE_TIMEOUT, &[Ours; 3]);
+    c.form();
+    load(&c, &[0, 1, 2], "pre", 20_000);
+    // A key with a TTL in the first range, and a new empty master with a
+    // replica.
+    let ttl_key = common::cluster::key_where("ttl:", |s| s < 100);
+    assert_eq!(
+        c[0].cmd(&["SET", &ttl_key, "v", "PX", "600000"]),
+        Reply::ok()
+    );
+    let t = c.add(Ours, &[], &[]);
+    let r = c.add(Ours, &[], &[]);
+    c.meet(0, t);
+    c.meet(0, r);
+    c.wait_for("the new nodes to join", Duration::from_secs(20), |c| {
+        for i in 0..5 {
+            if c[i].nodes()?.len() != 5 {
+                return Err(format!("{} does not know everyone", c[i].name()));
+            }
+        }
+        Ok(())
+    });
+    assert_eq!(
+        c[r].cmd(&["CLUSTER", "REPLICATE", &c[t].myid()]),
+        Reply::ok()
+    );
+    wait_state_ok(&c, &[0, 1, 2, t, r]);
+    let seeds: Vec<String> = (0..3).map(|i| c[i].addr()).collect();
+    let writer = Writer::start(seeds.clone(), "ms");
+    assert!(writer.wait_acks(200, Duration::from_secs(10)));
+    // The preloaded keys and the TTL key.
+    let before: i64 = 20_001;
+    let (a, b) = my_slots(&c, 0)[0];
+    let t_ep = (c[t].ip.clone(), c[t].port.to_string());
+    let moved = c[0].cmd(&[
+        "MIGRATESLOTS",
+        &t_ep.0,
+        &t_ep.1,
+        "5000",
+        "SLOTSRANGE",
+        &a.to_string(),
+        &b.to_string(),
+    ]);
+    assert!(moved.int() > 5000, "MIGRATESLOTS replied {moved:?}");
+    // Left without slots, the source follows the target as redis does
+    // after SETSLOT NODE takes its last slot.
+    let tid = c[t].myid();
+    c.wait_for(
+        "the source to replicate the target",
+        Duration::from_secs(20),
+        |c| {
+            let role = c[0].try_cmd(&["ROLE"], Duration::from_secs(1))?;
+            let lines = c[0].nodes()?;
+            let me = lines
+                .iter()
+                .find(|l| l.has_flag("myself"))
+                .ok_or("no myself")?;
+            match role.array().first() {
+                Some(Reply::Bulk(r)) if r == b"slave" && me.master == tid => Ok(()),
+                _ => Err(format!("ROLE {role:?}, master {}", me.master)),
+            }
+        },
+    );
+    // Half of node 1's range as well, while the writer keeps going.
+    let (a1, b1) = my_slots(&c, 1)[0];
+    let mid = a1 + (b1 - a1) / 2;
+    let moved1 = c[1].cmd(&[
+        "MIGRATESLOTS",
+        &t_ep.0,
+        &t_ep.1,
+        "5000",
+        "SLOTSRANGE",
+        &a1.to_string(),
+        &mid.to_string(),
+    ]);
+    assert!(moved1.int() > 1000, "{moved1:?}");
+    assert!(writer.wait_acks(200, Duration::from_secs(10)));
+    wait_owner(&c, &[0, 1, 2, t, r], a, t);
+    wait_owner(&c, &[0, 1, 2, t, r], mid, t);
+    let rec = writer.stop();
+    eprintln!(
+        "writer: {} SETs, errors {:?}, longest gap {:?}",
+        rec.sets, rec.errors, rec.longest_gap
+    );
+    verify(&rec, seeds).unwrap_or_else(|e| panic!("lost writes: {e}\n{}", c.logs(30)));
+    // Nothing lost or duplicated: the keys of the three first masters and
+    // the new one add up to what there was plus what the writer created.
+    let after: i64 = [1, 2, t].iter().map(|&i| dbsize(&c, i)).sum();
+    let created = rec.sets as i64 + 16;
+    assert!(
+        after >= before + rec.sets as i64 && after <= before + created,
+        "{before} keys before, {after} after, {} SETs acknowledged",
+        rec.sets
+    );
+    // The TTL moved with its key.
+    let pttl = c[t].cmd(&["PTTL", &ttl_key]).int();
+    assert!(pttl > 500_000 && pttl <= 600_000, "PTTL {pttl}");
+    // The target's replica follows it, and the source's keys are gone.
+    c.wait_for("the replica to catch up", Duration::from_secs(20), |c| {
+        let (m, rep) = (dbsize(c, t), dbsize(c, r));
+        if m == rep {
+            Ok(())
+        } else {
+            Err(format!("master {m} keys, replica {rep}"))
+        }
+    });
+    check_clean(&c, 0);
+}
+
+#[test]
+fn migrateslots_to_a_redis_server_target() {
+    need(CLI);
+    let mut c = Cluster::start(172, NODE_TIMEOUT, &[Ours, Ours]);
+    c.form();
+    load(&c, &[0, 1], "k", 4000);
+    let t = c.add(Redis, &[], &[]);
+    c.meet(0, t);
+    c.wait_for("redis to join", Duration::from_secs(20), |c| {
+        for i in 0..3 {
+            if c[i].nodes()?.len() != 3 {
+                return Err(format!("{} does not know everyone", c[i].name()));
+            }
+        }
+        Ok(())
+    });
+    wait_state_ok(&c, &[0, 1, t]);
+    let (a, b) = my_slots(&c, 0)[0];
+    let keys0 = dbsize(&c, 0);
+    let moved = c[0].cmd(&[
+        "MIGRATESLOTS",
+        &c[t].ip,
+        &c[t].port.to_string(),
+        "5000",
+        "SLOTSRANGE",
+        &a.to_string(),
+        &(a + 999).to_string(),
+        &(b - 9).to_string(),
+        &b.to_string(),
+    ]);
+    let moved = moved.int();
+    assert!(moved > 0);
+    assert_eq!(dbsize(&c, 0) + moved, keys0);
+    assert_eq!(dbsize(&c, t), moved);
+    wait_owner(&c, &[0, 1, t], a + 999, t);
+    wait_owner(&c, &[0, 1, t], b, t);
+    // Every key is readable where the cluster says it lives.
+    for i in (0..4000).step_by(97) {
+        let k = format!("k:{i}");
+        let s = key_slot(k.as_bytes());
+        let at = if (a..=a + 999).contains(&s) || (b - 9..=b).contains(&s) {
+            t
+        } else if my_slots(&c, 0).iter().any(|(x, y)| (*x..=*y).contains(&s)) {
+            0
+        } else {
+            1
+        };
+        assert_eq!(c[at].cmd(&["GET", &k]), Reply::bulk(&i.to_string()), "{k}");
+    }
+    check_clean(&c, 0);
+}
+
+#[test]
+fn migrateslots_errors_are_clear() {
+    need(CLI);
+    let c = Cluster::start(173, NODE_TIMEOUT, &[Ours, Ours, Ours]);
+    c.assign_slots(&[0, 1]);
+    c.meet(0, 1);
+    c.meet(0, 2);
+    c.wait_for("everyone to meet", Duration::from_secs(20), |c| {
+        for i in 0..3 {
+            if c[i].nodes()?.len() != 3 {
+                return Err(format!("{} does not know everyone", c[i].name()));
+            }
+        }
+        Ok(())
+    });
+    assert_eq!(
+        c[2].cmd(&["CLUSTER", "REPLICATE", &c[1].myid()]),
+        Reply::ok()
+    );
+    let (ip1, p1) = (c[1].ip.clone(), c[1].port.to_string());
+    let (ip2, p2) = (c[2].ip.clone(), c[2].port.to_string());
+    let mut conn: Conn = c[0].conn();
+    let mut call = |args: &[&str]| conn.cmd(args);
+    // Node 1 owns the upper half.
+    assert_eq!(
+        call(&[
+            "MIGRATESLOTS",
+            &ip1,
+            &p1,
+            "1000",
+            "SLOTSRANGE",
+            "16000",
+            "16000"
+        ]),
+        Reply::Error("ERR I'm not the owner of hash slot 16000".into())
+    );
+    assert_eq!(
+        call(&["MIGRATESLOTS", &ip1, &p1, "1000", "SLOTSRANGE", "5", "3"]),
+        Reply::Error("ERR start slot number 5 is greater than end slot number 3".into())
+    );
+    assert_eq!(
+        call(&[
+            "MIGRATESLOTS",
+            &ip1,
+            &p1,
+            "1000",
+            "SLOTSRANGE",
+            "0",
+            "16384"
+        ]),
+        Reply::Error("ERR Invalid or out of range slot".into())
+    );
+    assert_eq!(
+        call(&["MIGRATESLOTS", &ip1, &p1, "1000", "SLOTSRANGE", "0"]),
+        Reply::Error("ERR wrong number of arguments for 'migrateslots' command".into())
+    );
+    assert_eq!(
+        call(&["MIGRATESLOTS", &ip1, &p1, "1000", "FOO", "0", "1"]),
+        Reply::Error("ERR syntax error".into())
+    );
+    assert_eq!(
+        call(&["MIGRATESLOTS", &ip2, &p2, "1000", "SLOTSRANGE", "0", "1"]),
+        Reply::Error("ERR Target node is not a master".into())
+    );
+    let my = (c[0].ip.clone(), c[0].port.to_string());
+    assert_eq!(
+        call(&["MIGRATESLOTS", &my.0, &my.1, "1000", "SLOTSRANGE", "0", "1"]),
+        Reply::Error("ERR The target is this node".into())
+    );
+    // A server outside the cluster, and one that is not there at all.
+    let stray = common::Server::start(&["--cluster-enabled", "yes"]);
+    let e = call(&[
+        "MIGRATESLOTS",
+        "127.0.0.1",
+        &stray.port.to_string(),
+        "1000",
+        "SLOTSRANGE",
+        "0",
+        "1",
+    ]);
+    assert!(
+        matches!(&e, Reply::Error(t) if t.starts_with("ERR I don't know about node ")),
+        "{e:?}"
+    );
+    let gone = common::free_port().to_string();
+    let e = call(&[
+        "MIGRATESLOTS",
+        "127.0.0.1",
+        &gone,
+        "1000",
+        "SLOTSRANGE",
+        "0",
+        "1",
+    ]);
+    assert!(
+        matches!(&e, Reply::Error(t) if t.starts_with("IOERR")),
+        "{e:?}"
+    );
+    // On a replica, and without cluster mode.
+    let e = c[2].cmd(&["MIGRATESLOTS", &ip1, &p1, "1000", "SLOTSRANGE", "0", "1"]);
+    assert_eq!(
+        e,
+        Reply::Error("ERR Please use MIGRATESLOTS only with masters.".into())
+    );
+    let plain = common::Server::start(&[]);
+    assert_eq!(
+        plain
+            .conn()
+            .cmd(&["MIGRATESLOTS", &ip1, &p1, "1000", "SLOTSRANGE", "0", "1"]),
+        Reply::Error("ERR This instance has cluster support disabled".into())
+    );
+    // No slot was left open by the refusals.
+    let text = c[0].nodes_text().unwrap();
+    assert!(!text.contains("->-") && !text.contains("-<-"), "{text}");
+    // COMMAND INFO describes it, so a tool can tell whether a node has it.
+    let info = c[0].cmd(&["COMMAND", "INFO", "migrateslots"]);
+    assert_eq!(info.array()[0].array()[0], Reply::bulk("migrateslots"));
+}
