@@ -282,13 +282,15 @@ fn migrateslots_to_a_redis_server_target() {
 #[test]
 fn migrateslots_errors_are_clear() {
     need(CLI);
-    let c = Cluster::start(173, NODE_TIMEOUT, &[Ours, Ours, Ours]);
-    c.assign_slots(&[0, 1]);
-    c.meet(0, 1);
-    c.meet(0, 2);
+    let c = Cluster::start(173, NODE_TIMEOUT, &[Ours, Ours, Ours, Ours]);
+    // Masters 0, 1 and 3 own a third each; 2 replicates 1.
+    c.assign_slots(&[0, 1, 3]);
+    for i in 1..4 {
+        c.meet(0, i);
+    }
     c.wait_for("everyone to meet", Duration::from_secs(20), |c| {
-        for i in 0..3 {
-            if c[i].nodes()?.len() != 3 {
+        for i in 0..4 {
+            if c[i].nodes()?.len() != 4 {
                 return Err(format!("{} does not know everyone", c[i].name()));
             }
         }
@@ -302,7 +304,7 @@ fn migrateslots_errors_are_clear() {
     let (ip2, p2) = (c[2].ip.clone(), c[2].port.to_string());
     let mut conn: Conn = c[0].conn();
     let mut call = |args: &[&str]| conn.cmd(args);
-    // Node 1 owns the upper half.
+    // Node 3 owns the upper third; slots the target owns already are done.
     assert_eq!(
         call(&[
             "MIGRATESLOTS",
@@ -314,6 +316,18 @@ fn migrateslots_errors_are_clear() {
             "16000"
         ]),
         Reply::Error("ERR I'm not the owner of hash slot 16000".into())
+    );
+    assert_eq!(
+        call(&[
+            "MIGRATESLOTS",
+            &ip1,
+            &p1,
+            "1000",
+            "SLOTSRANGE",
+            "6000",
+            "6001"
+        ]),
+        Reply::Int(0)
     );
     assert_eq!(
         call(&["MIGRATESLOTS", &ip1, &p1, "1000", "SLOTSRANGE", "5", "3"]),
@@ -396,4 +410,107 @@ fn migrateslots_errors_are_clear() {
     // COMMAND INFO describes it, so a tool can tell whether a node has it.
     let info = c[0].cmd(&["COMMAND", "INFO", "migrateslots"]);
     assert_eq!(info.array()[0].array()[0], Reply::bulk("migrateslots"));
+}
+
+/// Cuts the target off (SIGSTOP) while MIGRATESLOTS moves keys, so that it
+/// fails with slots open, then repairs with `repair` and checks that every
+/// key is there exactly once and the cluster is clean.
+fn interrupted_then_repaired(k: u8, repair: &str) {
+    need(CLI);
+    let mut c = Cluster::start(k, NODE_TIMEOUT, &[Ours, Ours]);
+    c.assign_slots(&[0]);
+    c.meet(0, 1);
+    wait_state_ok(&c, &[0, 1]);
+    const N: usize = 60_000;
+    load(&c, &[0], "big", N);
+    let (ip1, p1) = (c[1].ip.clone(), c[1].port.to_string());
+    let src = c[0].addr();
+    let mover = {
+        let (ip1, p1) = (ip1.clone(), p1.clone());
+        std::thread::spawn(move || {
+            let mut conn = Conn::try_connect_addr(&src).unwrap();
+            conn.set_timeout(Duration::from_secs(30));
+            conn.cmd(&[
+                "MIGRATESLOTS",
+                &ip1,
+                &p1,
+                "1000",
+                "SLOTSRANGE",
+                "0",
+                "16383",
+            ])
+        })
+    };
+    // Cut the target off once keys are on the move.
+    c.wait_for("keys to start moving", Duration::from_secs(10), |c| {
+        if c[1].cmd(&["DBSIZE"]).int() > 0 {
+            Ok(())
+        } else {
+            Err("nothing moved yet".into())
+        }
+    });
+    c[1].sigstop();
+    let r = mover.join().unwrap();
+    c[1].sigcont();
+    assert!(
+        matches!(&r, Reply::Error(e) if e.starts_with("IOERR")),
+        "MIGRATESLOTS with the target stopped: {r:?}"
+    );
+    let text = c[0].nodes_text().unwrap();
+    assert!(text.contains("->-"), "no slot left migrating:\n{text}");
+    let moved_before = c[1].cmd(&["DBSIZE"]).int();
+    assert!(moved_before > 0 && (moved_before as usize) < N);
+    match repair {
+        "again" => {
+            let r = c[0].cmd(&[
+                "MIGRATESLOTS",
+                &ip1,
+                &p1,
+                "5000",
+                "SLOTSRANGE",
+                "0",
+                "16383",
+            ]);
+            assert!(r.int() > 0, "MIGRATESLOTS again: {r:?}");
+        }
+        _ => {
+            let (ok, out) = redis_cli(&["--cluster", "fix", &c[0].addr(), "--cluster-yes"]);
+            assert!(ok, "redis-cli --cluster fix:\n{out}");
+        }
+    }
+    // Every key exactly once, with its value, where the slot map says.
+    c.wait_for("no open slots", Duration::from_secs(20), |c| {
+        for i in 0..2 {
+            let t = c[i].nodes_text()?;
+            if t.contains("->-") || t.contains("-<-") {
+                return Err(t);
+            }
+        }
+        Ok(())
+    });
+    let total = dbsize(&c, 0) + dbsize(&c, 1);
+    assert_eq!(total, N as i64, "keys after the repair");
+    let v = common::cluster::View::of(&c[0].nodes().unwrap());
+    let ids = [c[0].myid(), c[1].myid()];
+    for i in (0..N).step_by(37) {
+        let key = format!("big:{i}");
+        let owner = v.owner(key_slot(key.as_bytes())).unwrap();
+        let at = ids.iter().position(|id| id == owner).unwrap();
+        assert_eq!(
+            c[at].cmd(&["GET", &key]),
+            Reply::bulk(&i.to_string()),
+            "{key}"
+        );
+    }
+    check_clean(&c, 0);
+}
+
+#[test]
+fn migrateslots_cut_off_midway_is_finished_by_running_it_again() {
+    interrupted_then_repaired(174, "again");
+}
+
+#[test]
+fn migrateslots_cut_off_midway_is_repaired_by_redis_cli_fix() {
+    interrupted_then_repaired(175, "fix");
 }

@@ -20,8 +20,9 @@
 //! redis-cli moves a slot with some six round trips plus one MIGRATE per
 //! ten keys; this moves a group of slots in three pipelines plus one round
 //! trip per batch. The reply is the number of keys moved. An error leaves
-//! the slots open, like an interrupted redis-cli reshard: run the command
-//! again, or repair with `redis-cli --cluster fix`.
+//! the slots in flight open, like an interrupted redis-cli reshard: run the
+//! command again (slots the target already owns are skipped, open ones are
+//! finished), or repair with `redis-cli --cluster fix`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufReader, Read, Write};
@@ -209,14 +210,6 @@ fn run(node: &Arc<Node>, c: &Arc<Cluster>, a: &Args) -> Result<usize, CmdError> 
     if !me {
         return err("ERR Please use MIGRATESLOTS only with masters.");
     }
-    if let Some(s) = c.with(|m| {
-        a.slots
-            .iter()
-            .copied()
-            .find(|&s| m.owner(s) != Some(m.myself))
-    }) {
-        return err(&format!("ERR I'm not the owner of hash slot {s}"));
-    }
     let stream = connect(&a.host, &a.port, a.timeout).map_err(|e| match e {
         ConnectFail::Connecting => CmdError::new("IOERR error or timeout connecting to the client"),
         ConnectFail::Refused => io_error(true),
@@ -257,8 +250,22 @@ fn run(node: &Arc<Node>, c: &Arc<Cluster>, a: &Args) -> Result<usize, CmdError> 
         Some((false, _)) => return err("ERR Target node is not a master"),
         Some((true, false)) => {}
     }
+    // Slots the target already owns are done (the command is run again
+    // after an interruption); any other owner is an error.
+    let target = parse_name_bytes(&tid_text);
+    let slots = c.with(|m| {
+        let mut todo = Vec::with_capacity(a.slots.len());
+        for &s in &a.slots {
+            match m.owner(s) {
+                Some(o) if o == m.myself => todo.push(s),
+                Some(o) if Some(o) == target => {}
+                _ => return Err(CmdError(format!("ERR I'm not the owner of hash slot {s}"))),
+            }
+        }
+        Ok(todo)
+    })?;
     let mut moved = 0usize;
-    for group in a.slots.chunks(GROUP) {
+    for group in slots.chunks(GROUP) {
         // 1. Open the slots: importing there, then migrating here.
         let mut buf = Vec::new();
         for s in group {
@@ -305,7 +312,7 @@ fn run(node: &Arc<Node>, c: &Arc<Cluster>, a: &Args) -> Result<usize, CmdError> 
     }
     tracing::info!(
         "MIGRATESLOTS: moved {} slots and {moved} keys to {} in {:?}",
-        a.slots.len(),
+        slots.len(),
         String::from_utf8_lossy(&tid_text),
         started.elapsed()
     );
