@@ -1393,3 +1393,191 @@ fn a_winner_does_not_vote_in_the_epoch_it_won() {
     assert!(out.iter().any(|m| m.header.ty == msgtype::AUTH_ACK));
     assert_eq!(sim.nodes[3].m.stats.votes_granted, granted + 1);
 }
+
+// ----- slot migration (CLUSTER SETSLOT) -----
+
+use shardline_node::cluster::machine::SetSlot;
+
+fn id_of(sim: &Sim, i: usize) -> Vec<u8> {
+    wire::name_str(&sim.name(i)).as_bytes().to_vec()
+}
+
+/// Moves `slot` from `from` to `to` as redis-cli does (IMPORTING on the
+/// target, MIGRATING on the source, NODE on the target, then the source),
+/// with no other node told: gossip must carry the change.
+fn move_slot(sim: &mut Sim, slot: u16, from: usize, to: usize) {
+    let (fid, tid) = (id_of(sim, from), id_of(sim, to));
+    sim.call(to, |m, now| {
+        m.set_slot(slot, &SetSlot::Importing(fid), 0, now)
+    })
+    .unwrap();
+    sim.call(from, |m, now| {
+        m.set_slot(slot, &SetSlot::Migrating(tid.clone()), 0, now)
+    })
+    .unwrap();
+    sim.run(50);
+    sim.call(to, |m, now| {
+        m.set_slot(slot, &SetSlot::Node(tid.clone()), 0, now)
+    })
+    .unwrap();
+    sim.call(from, |m, now| m.set_slot(slot, &SetSlot::Node(tid), 0, now))
+        .unwrap();
+}
+
+#[test]
+fn a_slot_moved_by_setslot_reaches_every_node_by_gossip() {
+    let mut sim = form(6, 3, 41);
+    let slot = first_slot_of(&sim, 0);
+    let epoch_before = sim.nodes[1].m.me().config_epoch;
+    move_slot(&mut sim, slot, 0, 1);
+    // The target bumped its configEpoch above everyone's, so its claim
+    // wins on nodes that still think the source owns the slot.
+    let e = sim.nodes[1].m.me().config_epoch;
+    assert!(e > epoch_before);
+    for i in 0..6 {
+        if i != 1 {
+            assert!(sim.nodes[i].m.me().config_epoch < e, "node {i}");
+        }
+    }
+    let all: Vec<usize> = (0..6).collect();
+    let t = sim.run_until(10_000, |s| {
+        s.owns_everywhere(1, slot) && s.agree(&all).is_ok()
+    });
+    assert!(t.is_some(), "{:?}", sim.agree(&all));
+    // No slot stays open.
+    for i in 0..6 {
+        let (mig, imp) = sim.nodes[i].m.open_slots();
+        assert!(mig.is_empty() && imp.is_empty(), "node {i}");
+    }
+}
+
+#[test]
+fn a_hand_assignment_without_an_epoch_bump_loses_to_the_owners_claim() {
+    let mut sim = form(3, 3, 42);
+    let slot = first_slot_of(&sim, 0);
+    let fid = id_of(&sim, 0);
+    sim.call(1, |m, now| {
+        m.set_slot(slot, &SetSlot::Importing(fid), 0, now)
+    })
+    .unwrap();
+    // Node 2 wrongly assigns the slot to node 1 by hand (no epoch bump,
+    // node 1 never took it): node 0's pings, with a newer configEpoch than
+    // node 1's, take it back there; node 1 stays importing.
+    let tid = id_of(&sim, 1);
+    sim.call(2, |m, now| m.set_slot(slot, &SetSlot::Node(tid), 0, now))
+        .unwrap();
+    sim.run(5_000);
+    assert_eq!(sim.nodes[2].m.owner(slot), Some(sim.name(0)));
+    assert_eq!(sim.nodes[1].m.owner(slot), Some(sim.name(0)));
+    let (_, imp) = sim.nodes[1].m.open_slots();
+    assert_eq!(imp, vec![slot]);
+    // STABLE closes it.
+    sim.call(1, |m, now| m.set_slot(slot, &SetSlot::Stable, 0, now))
+        .unwrap();
+    assert!(sim.nodes[1].m.open_slots().1.is_empty());
+}
+
+#[test]
+fn setslot_refusals_follow_redis() {
+    let mut sim = form_with_replicas(2, 1, 43);
+    let slot0 = first_slot_of(&sim, 0);
+    let slot1 = first_slot_of(&sim, 1);
+    let (id0, id1) = (id_of(&sim, 0), id_of(&sim, 1));
+    let replica = (2..4).find(|&r| sim.nodes[r].m.me().is_replica()).unwrap();
+    let rid = id_of(&sim, replica);
+    let mut err = |sim: &mut Sim, i: usize, slot: u16, a: SetSlot, keys: usize| {
+        sim.call(i, |m, now| m.set_slot(slot, &a, keys, now))
+            .unwrap_err()
+            .0
+    };
+    assert_eq!(
+        err(&mut sim, 0, slot1, SetSlot::Migrating(id1.clone()), 0),
+        format!("ERR I'm not the owner of hash slot {slot1}")
+    );
+    assert_eq!(
+        err(&mut sim, 0, slot0, SetSlot::Importing(id1.clone()), 0),
+        format!("ERR I'm already the owner of hash slot {slot0}")
+    );
+    assert_eq!(
+        err(
+            &mut sim,
+            0,
+            slot0,
+            SetSlot::Migrating(b"nosuchnode".to_vec()),
+            0
+        ),
+        "ERR I don't know about node nosuchnode"
+    );
+    assert_eq!(
+        err(&mut sim, 0, slot0, SetSlot::Migrating(rid.clone()), 0),
+        "ERR Target node is not a master"
+    );
+    assert_eq!(
+        err(&mut sim, 0, slot0, SetSlot::Node(b"nosuchnode".to_vec()), 0),
+        "ERR Unknown node nosuchnode"
+    );
+    assert_eq!(
+        err(&mut sim, 0, slot0, SetSlot::Node(id1.clone()), 3),
+        format!(
+            "ERR Can't assign hashslot {slot0} to a different node while I still hold keys for this hash slot."
+        )
+    );
+    assert_eq!(
+        err(&mut sim, replica, slot0, SetSlot::Stable, 0),
+        "ERR Please use SETSLOT only with masters."
+    );
+    assert_eq!(
+        SetSlot::parse(&[b"node".as_slice()]).unwrap_err().0,
+        "ERR Invalid CLUSTER SETSLOT action or node ID"
+    );
+    assert_eq!(
+        SetSlot::parse(&[b"stable".as_slice(), b"x".as_slice()])
+            .unwrap_err()
+            .0,
+        "ERR Invalid CLUSTER SETSLOT action or node ID"
+    );
+    // Nothing was opened by the refusals.
+    let (mig, imp) = sim.nodes[0].m.open_slots();
+    assert!(mig.is_empty() && imp.is_empty());
+    let _ = id0;
+}
+
+#[test]
+fn a_master_that_gives_away_its_last_slot_becomes_a_replica_of_the_taker() {
+    let mut sim = form(3, 3, 44);
+    let name0 = sim.name(0);
+    let slots: Vec<u16> = (0..16384u16)
+        .filter(|s| sim.nodes[0].m.owner(*s) == Some(name0))
+        .collect();
+    let (fid, tid) = (id_of(&sim, 0), id_of(&sim, 2));
+    for &s in &slots {
+        sim.call(2, |m, now| {
+            m.set_slot(s, &SetSlot::Importing(fid.clone()), 0, now)
+        })
+        .unwrap();
+        sim.call(0, |m, now| {
+            m.set_slot(s, &SetSlot::Migrating(tid.clone()), 0, now)
+        })
+        .unwrap();
+        sim.call(2, |m, now| {
+            m.set_slot(s, &SetSlot::Node(tid.clone()), 0, now)
+        })
+        .unwrap();
+        sim.call(0, |m, now| {
+            m.set_slot(s, &SetSlot::Node(tid.clone()), 0, now)
+        })
+        .unwrap();
+    }
+    let me = sim.nodes[0].m.me();
+    assert!(me.is_replica() && me.slaveof == Some(sim.name(2)));
+    let t = sim.run_until(10_000, |s| {
+        (0..3).all(|i| {
+            s.nodes[i]
+                .m
+                .nodes
+                .get(&name0)
+                .is_some_and(|p| p.is_replica())
+        }) && s.owners_agree(&[1, 2]).is_ok()
+    });
+    assert!(t.is_some());
+}

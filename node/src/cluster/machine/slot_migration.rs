@@ -109,6 +109,7 @@ impl Machine {
                         p.slaveof = Some(n);
                     }
                     self.reset_manual_failover();
+                    self.save = true;
                     self.broadcast_pong(now, false);
                 }
                 if n == me && self.importing.remove(&slot).is_some() {
