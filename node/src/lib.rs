@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod cmd;
 pub mod cmdspec;
 pub mod config;
+pub mod digest;
 pub mod engine;
 pub mod glob;
 pub mod node;

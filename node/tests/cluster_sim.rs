@@ -1485,7 +1485,7 @@ fn setslot_refusals_follow_redis() {
     let (id0, id1) = (id_of(&sim, 0), id_of(&sim, 1));
     let replica = (2..4).find(|&r| sim.nodes[r].m.me().is_replica()).unwrap();
     let rid = id_of(&sim, replica);
-    let mut err = |sim: &mut Sim, i: usize, slot: u16, a: SetSlot, keys: usize| {
+    let err = |sim: &mut Sim, i: usize, slot: u16, a: SetSlot, keys: usize| {
         sim.call(i, |m, now| m.set_slot(slot, &a, keys, now))
             .unwrap_err()
             .0
@@ -1528,13 +1528,13 @@ fn setslot_refusals_follow_redis() {
     );
     assert_eq!(
         SetSlot::parse(&[b"node".as_slice()]).unwrap_err().0,
-        "ERR Invalid CLUSTER SETSLOT action or node ID"
+        "ERR Invalid CLUSTER SETSLOT action or number of arguments. Try CLUSTER HELP"
     );
     assert_eq!(
         SetSlot::parse(&[b"stable".as_slice(), b"x".as_slice()])
             .unwrap_err()
             .0,
-        "ERR Invalid CLUSTER SETSLOT action or node ID"
+        "ERR Invalid CLUSTER SETSLOT action or number of arguments. Try CLUSTER HELP"
     );
     // Nothing was opened by the refusals.
     let (mig, imp) = sim.nodes[0].m.open_slots();

@@ -456,8 +456,14 @@ fn interrupted_then_repaired(k: u8, repair: &str) {
         matches!(&r, Reply::Error(e) if e.starts_with("IOERR")),
         "MIGRATESLOTS with the target stopped: {r:?}"
     );
-    let text = c[0].nodes_text().unwrap();
-    assert!(text.contains("->-"), "no slot left migrating:\n{text}");
+    // Cut off while opening, moving or handing over a group of slots:
+    // slots may be left open on either side (or, cut off after the target
+    // took a group, none at all until the next group).
+    eprintln!(
+        "after the cut:\n{}{}",
+        c[0].nodes_text().unwrap(),
+        c[1].nodes_text().unwrap()
+    );
     let moved_before = c[1].cmd(&["DBSIZE"]).int();
     assert!(moved_before > 0 && (moved_before as usize) < N);
     match repair {
@@ -475,6 +481,7 @@ fn interrupted_then_repaired(k: u8, repair: &str) {
         }
         _ => {
             let (ok, out) = redis_cli(&["--cluster", "fix", &c[0].addr(), "--cluster-yes"]);
+            eprintln!("redis-cli --cluster fix:\n{out}");
             assert!(ok, "redis-cli --cluster fix:\n{out}");
         }
     }
@@ -489,7 +496,13 @@ fn interrupted_then_repaired(k: u8, repair: &str) {
         Ok(())
     });
     let total = dbsize(&c, 0) + dbsize(&c, 1);
-    assert_eq!(total, N as i64, "keys after the repair");
+    assert_eq!(
+        total,
+        N as i64,
+        "keys after the repair\n{}\n{}",
+        c.dump(),
+        c.logs(60)
+    );
     let v = common::cluster::View::of(&c[0].nodes().unwrap());
     let ids = [c[0].myid(), c[1].myid()];
     for i in (0..N).step_by(37) {

@@ -56,7 +56,9 @@ const GROUP: usize = 256;
 pub const BATCH_KEYS: usize = 1024;
 /// Most payload bytes per batch (a batch holds its shard's lock for its
 /// round trip: this bounds what other clients of the shard wait).
-pub const BATCH_BYTES: usize = 2 << 20;
+pub const BATCH_BYTES: usize = 1 << 20;
+/// Most connections (and threads) moving keys at once.
+const MAX_WORKERS: usize = 4;
 
 /// The connection to the target.
 struct Target {
@@ -190,26 +192,8 @@ fn parse(args: &[Bytes]) -> Result<Args, CmdError> {
     })
 }
 
-fn migrate_slots(ctx: &mut Ctx) -> CmdResult {
-    let Some(c) = ctx.node.cluster.get().cloned() else {
-        return err("ERR This instance has cluster support disabled");
-    };
-    let a = parse(ctx.args)?;
-    let node = ctx.node.clone();
-    let moved = blocking(|| run(&node, &c, &a))?;
-    ctx.out.int(moved as i64);
-    Ok(())
-}
-
-fn run(node: &Arc<Node>, c: &Arc<Cluster>, a: &Args) -> Result<usize, CmdError> {
-    let started = Instant::now();
-    let (me, my_id) = c.with(|m| {
-        let id = wire::name_str(&m.myself).as_bytes().to_vec();
-        (m.me().is_master(), id)
-    });
-    if !me {
-        return err("ERR Please use MIGRATESLOTS only with masters.");
-    }
+/// A connection to the target, authenticated.
+fn open(a: &Args) -> Result<Target, CmdError> {
     let stream = connect(&a.host, &a.port, a.timeout).map_err(|e| match e {
         ConnectFail::Connecting => CmdError::new("IOERR error or timeout connecting to the client"),
         ConnectFail::Refused => io_error(true),
@@ -230,6 +214,30 @@ fn run(node: &Arc<Node>, c: &Arc<Cluster>, a: &Args) -> Result<usize, CmdError> 
         }
         t.pipeline(&buf, 1)?;
     }
+    Ok(t)
+}
+
+fn migrate_slots(ctx: &mut Ctx) -> CmdResult {
+    let Some(c) = ctx.node.cluster.get().cloned() else {
+        return err("ERR This instance has cluster support disabled");
+    };
+    let a = parse(ctx.args)?;
+    let node = ctx.node.clone();
+    let moved = blocking(|| run(&node, &c, &a))?;
+    ctx.out.int(moved as i64);
+    Ok(())
+}
+
+fn run(node: &Arc<Node>, c: &Arc<Cluster>, a: &Args) -> Result<usize, CmdError> {
+    let started = Instant::now();
+    let (me, my_id) = c.with(|m| {
+        let id = wire::name_str(&m.myself).as_bytes().to_vec();
+        (m.me().is_master(), id)
+    });
+    if !me {
+        return err("ERR Please use MIGRATESLOTS only with masters.");
+    }
+    let mut t = open(a)?;
     let mut buf = Vec::new();
     cmd(&mut buf, &[b"CLUSTER", b"MYID"]);
     t.send(&buf)?;
@@ -264,6 +272,14 @@ fn run(node: &Arc<Node>, c: &Arc<Cluster>, a: &Args) -> Result<usize, CmdError> 
         }
         Ok(todo)
     })?;
+    // One more connection per extra worker: the shards' batches move in
+    // parallel, so the source prepares one while the target restores
+    // another.
+    let workers = node.keyspace.nshards().clamp(1, MAX_WORKERS);
+    let mut extra: Vec<Target> = Vec::with_capacity(workers - 1);
+    for _ in 1..workers {
+        extra.push(open(a)?);
+    }
     let mut moved = 0usize;
     for group in slots.chunks(GROUP) {
         // 1. Open the slots: importing there, then migrating here.
@@ -275,7 +291,30 @@ fn run(node: &Arc<Node>, c: &Arc<Cluster>, a: &Args) -> Result<usize, CmdError> 
                 &[b"CLUSTER", b"SETSLOT", &s, b"IMPORTING", &my_id],
             );
         }
-        t.pipeline(&buf, group.len())?;
+        t.send(&buf)?;
+        // A slot the target already owns was handed over by an earlier,
+        // interrupted run that did not hear back: follow it here.
+        let mut open_now = Vec::with_capacity(group.len());
+        let mut taken = Vec::new();
+        let mut first_err = None;
+        for &s in group {
+            match t.status()? {
+                Ok(_) => open_now.push(s),
+                Err(e) if e.starts_with("ERR I'm already the owner") => taken.push(s),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first_err {
+            return Err(target_error(&e));
+        }
+        for s in taken {
+            let keys = super::cluster::count_keys(node, Some(s as usize));
+            c.drive(|m, now| m.set_slot(s, &SetSlot::Node(tid_text.clone()), keys, now))
+                .map_err(|e| CmdError(e.0))?;
+        }
+        let group = open_now.as_slice();
         c.drive(|m, now| {
             group
                 .iter()
@@ -284,7 +323,7 @@ fn run(node: &Arc<Node>, c: &Arc<Cluster>, a: &Args) -> Result<usize, CmdError> 
         .map_err(|e| CmdError(e.0))?;
         // 2. Move the keys; 3. hand the slots over, the target first.
         loop {
-            let n = move_keys(node, &mut t, group)?;
+            let n = move_keys_parallel(node, &mut t, &mut extra, group)?;
             moved += n;
             let left: usize = group
                 .iter()
@@ -319,9 +358,15 @@ fn run(node: &Arc<Node>, c: &Arc<Cluster>, a: &Args) -> Result<usize, CmdError> 
     Ok(moved)
 }
 
-/// Moves every key of `slots` to the target, a batch at a time; returns
-/// how many moved.
-fn move_keys(node: &Arc<Node>, t: &mut Target, slots: &[u16]) -> Result<usize, CmdError> {
+/// Moves every key of `slots`, the shards split over one worker thread
+/// per connection; returns how many moved (or the first error, after
+/// every worker stopped).
+fn move_keys_parallel(
+    node: &Arc<Node>,
+    first: &mut Target,
+    extra: &mut [Target],
+    slots: &[u16],
+) -> Result<usize, CmdError> {
     let mut by_shard: BTreeMap<usize, Vec<u16>> = BTreeMap::new();
     for &s in slots {
         by_shard
@@ -329,8 +374,51 @@ fn move_keys(node: &Arc<Node>, t: &mut Target, slots: &[u16]) -> Result<usize, C
             .or_default()
             .push(s);
     }
+    let mut conns: Vec<&mut Target> = std::iter::once(first).chain(extra.iter_mut()).collect();
+    let mut parts: Vec<Vec<(usize, Vec<u16>)>> = (0..conns.len()).map(|_| Vec::new()).collect();
+    for (i, e) in by_shard.into_iter().enumerate() {
+        let n = parts.len();
+        parts[i % n].push(e);
+    }
+    if conns.len() == 1 {
+        let part = parts.pop().unwrap_or_default();
+        return move_keys(node, &mut *conns[0], part);
+    }
+    std::thread::scope(|sc| {
+        let handles: Vec<_> = conns
+            .into_iter()
+            .zip(parts)
+            .map(|(t, part)| sc.spawn(move || move_keys(node, t, part)))
+            .collect();
+        let mut moved = 0;
+        let mut first_err = None;
+        for h in handles {
+            match h.join() {
+                Ok(Ok(n)) => moved += n,
+                Ok(Err(e)) => {
+                    first_err.get_or_insert(e);
+                }
+                Err(_) => {
+                    first_err.get_or_insert(CmdError::new("ERR a migration worker failed"));
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(moved),
+        }
+    })
+}
+
+/// Moves every key of the shards' slots to the target, a batch at a
+/// time; returns how many moved.
+fn move_keys(
+    node: &Arc<Node>,
+    t: &mut Target,
+    shards: Vec<(usize, Vec<u16>)>,
+) -> Result<usize, CmdError> {
     let mut moved = 0;
-    for (shard, slots) in by_shard {
+    for (shard, slots) in shards {
         let mut next = 0;
         while next < slots.len() {
             let guards = node.keyspace.lock(&[shard]);

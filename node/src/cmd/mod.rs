@@ -772,8 +772,12 @@ pub fn dispatch(
             return Flow::Continue;
         }
         // ASKING holds for the next command, or for a whole transaction
-        // when sent before MULTI.
-        if name != "asking" && (client.multi.is_none() || name == "exec") {
+        // when sent before MULTI (redis clears it after a command unless
+        // a transaction is open or the command was ASKING).
+        let keep = name == "asking"
+            || name == "multi"
+            || (client.multi.is_some() && name != "exec" && name != "discard");
+        if !keep {
             client.asking = false;
         }
     }

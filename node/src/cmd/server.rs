@@ -447,12 +447,30 @@ fn debug(ctx: &mut Ctx) -> CmdResult {
             );
             ctx.out.simple(&line);
         }
+        b"digest-value" => {
+            let view = ctx.view()?;
+            let digests: Vec<String> = args[2..]
+                .iter()
+                .map(|k| {
+                    let ttl = view.expire_at(k).is_some();
+                    let d = view
+                        .peek(k)
+                        .map_or([0u8; 20], |v| crate::digest::value_digest(v, ttl));
+                    crate::digest::hex(&d)
+                })
+                .collect();
+            ctx.out.array(digests.len());
+            for d in digests {
+                ctx.out.simple(&d);
+            }
+        }
         b"help" => {
-            ctx.out.array(3);
+            ctx.out.array(4);
             ctx.out
                 .simple("DEBUG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:");
             ctx.out.simple("SLEEP <seconds>");
             ctx.out.simple("OBJECT <key>");
+            ctx.out.simple("DIGEST-VALUE <key> [<key> ...]");
         }
         _ => {
             return Err(CmdError(format!(

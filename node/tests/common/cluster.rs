@@ -838,3 +838,102 @@ pub fn index_of(c: &Cluster, id: &str) -> usize {
         .position(|n| n.myid() == id)
         .unwrap_or_else(|| panic!("no node with id {id}"))
 }
+
+/// Every node's role and owned slots, as all nodes of a cluster agree on
+/// them (see [`agreed`]).
+pub type Layout = BTreeMap<String, (bool, Vec<(u16, u16)>)>;
+
+/// Ok with id -> (is a master, owned slots) when every node of `idx` lists
+/// exactly those nodes, none in handshake/pfail/fail/noaddr, every link
+/// connected, reports cluster_state:ok, and all agree on every node's role
+/// and slots, the masters' slots covering the 16384 exactly once.
+/// Unlike [`Cluster::converged`] it does not compare configEpochs (a
+/// replica shows its master's), so it also holds with replicas.
+pub fn agreed(c: &Cluster, idx: &[usize]) -> Result<Layout, String> {
+    let mut first: Option<(usize, Layout)> = None;
+    for &i in idx {
+        let n = &c[i];
+        let lines = n.nodes().map_err(|e| format!("{}: {e}", n.name()))?;
+        if lines.len() != idx.len() {
+            return Err(format!(
+                "{} lists {} nodes, want {}",
+                n.name(),
+                lines.len(),
+                idx.len()
+            ));
+        }
+        healthy(&n.name(), &lines)?;
+        let layout: Layout = lines
+            .iter()
+            .map(|l| (l.id.clone(), (l.has_flag("master"), l.slots.clone())))
+            .collect();
+        let state = n.info_field("cluster_state")?;
+        if state != "ok" {
+            return Err(format!("{}: cluster_state:{state}", n.name()));
+        }
+        match &first {
+            None => first = Some((i, layout)),
+            Some((j, l)) if *l != layout => {
+                return Err(format!(
+                    "{} and {} disagree:\n{l:?}\nvs\n{layout:?}",
+                    c[*j].name(),
+                    n.name()
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    let (_, layout) = first.ok_or("no nodes")?;
+    let mut seen = vec![false; 16384];
+    for (id, (_, slots)) in &layout {
+        for &(a, b) in slots {
+            for s in a..=b {
+                if std::mem::replace(&mut seen[usize::from(s)], true) {
+                    return Err(format!("slot {s} owned twice (again by {id})"));
+                }
+            }
+        }
+    }
+    if let Some(s) = seen.iter().position(|x| !x) {
+        return Err(format!("slot {s} has no owner"));
+    }
+    Ok(layout)
+}
+
+/// Every key of node `n` matching `pattern` (SCAN ... MATCH ... COUNT
+/// 1000; the node's whole keyspace, whichever slots it owns).
+pub fn scan_keys(n: &Node, pattern: &str) -> Vec<String> {
+    let mut conn = n.conn();
+    let mut cursor = "0".to_string();
+    let mut keys = Vec::new();
+    loop {
+        let r = conn.cmd(&["SCAN", &cursor, "MATCH", pattern, "COUNT", "1000"]);
+        let parts = r.array();
+        assert_eq!(parts.len(), 2, "SCAN on {}: {r:?}", n.name());
+        cursor = parts[0].text();
+        keys.extend(parts[1].array().iter().map(Reply::text));
+        if cursor == "0" {
+            return keys;
+        }
+    }
+}
+
+/// `redis-cli --cluster check <seed>`: Ok with its output when it found
+/// every slot covered and the nodes in agreement, and reported no
+/// `[ERR]` and no `[WARNING]` (open slots, for one); Err with the output
+/// otherwise.
+pub fn cli_check(seed: &str) -> Result<String, String> {
+    let (ok, out) = redis_cli(&["--cluster", "check", seed]);
+    let clean = ok
+        && out.contains("[OK] All 16384 slots covered.")
+        && out.contains("[OK] All nodes agree about slots configuration.")
+        && !out.contains("[ERR]")
+        && !out.contains("[WARNING]");
+    if clean {
+        Ok(out)
+    } else {
+        Err(format!(
+            "redis-cli --cluster check {seed} (exit ok: {ok}):\n{out}"
+        ))
+    }
+}

@@ -1,7 +1,8 @@
-//! A cluster-aware writer for failover tests: it writes without pause
-//! through any topology change (following MOVED, waiting out CLUSTERDOWN
-//! and refused connections), records every acknowledged write, and checks
-//! at the end that all of them survived.
+//! A cluster-aware writer for failover and slot-migration tests: it writes
+//! without pause through any topology change (following MOVED and ASK,
+//! retrying TRYAGAIN, waiting out CLUSTERDOWN and refused connections),
+//! records every acknowledged write, and checks at the end that all of them
+//! survived.
 //!
 //! Two kinds of writes: `SET <p>:s:<i> <i>` with unique keys, and
 //! `INCR <p>:c:<j>` on a few counters. A SET is retried until acknowledged
@@ -36,14 +37,37 @@ pub struct Record {
     pub errors: BTreeMap<String, u64>,
     /// The longest time between two acknowledged writes.
     pub longest_gap: Duration,
+    /// `-ASK` redirections followed (ASKING + the command on the target).
+    pub asks: u64,
+    /// `-TRYAGAIN` replies, each retried.
+    pub tryagains: u64,
+    /// `-MOVED` redirections followed.
+    pub moved: u64,
+    /// The first few error replies and I/O errors in full, with the time
+    /// since the writer started and the key.
+    pub first_errors: Vec<String>,
 }
 
-/// A routing client: slot map from CLUSTER SLOTS, MOVED updates it.
+/// A routing client: slot map from CLUSTER SLOTS, MOVED updates it; ASK
+/// is followed once (ASKING, then the command, on a connection to the
+/// named node) without touching the map; TRYAGAIN is retried.
 pub struct Router {
     seeds: Vec<String>,
     slots: Vec<Option<String>>,
     conns: HashMap<String, Conn>,
+    /// `-ASK` redirections followed.
+    pub asks: u64,
+    /// `-TRYAGAIN` replies seen (each retried after a short pause).
+    pub tryagains: u64,
+    /// `-MOVED` redirections followed.
+    pub moved: u64,
+    /// The node the last reply (or I/O error) came from.
+    pub last_addr: String,
 }
+
+/// How long [`Router::call`] keeps retrying `-TRYAGAIN` before it returns
+/// it as the reply.
+const TRYAGAIN_FOR: Duration = Duration::from_secs(5);
 
 impl Router {
     pub fn new(seeds: Vec<String>) -> Router {
@@ -51,6 +75,10 @@ impl Router {
             seeds,
             slots: vec![None; 16384],
             conns: HashMap::new(),
+            asks: 0,
+            tryagains: 0,
+            moved: 0,
+            last_addr: String::new(),
         };
         r.refresh();
         r
@@ -87,47 +115,134 @@ impl Router {
         }
     }
 
-    /// Sends one command to the owner of `key`'s slot. Follows MOVED;
-    /// returns the final reply, or Err on an I/O error (the command may or
-    /// may not have run).
+    /// The slot map's node for `slot` (refreshing the map if it has none).
+    fn addr_of(&mut self, slot: usize) -> String {
+        if let Some(a) = &self.slots[slot] {
+            return a.clone();
+        }
+        self.refresh();
+        self.slots[slot]
+            .clone()
+            .unwrap_or_else(|| self.seeds[0].clone())
+    }
+
+    /// A cached connection to `addr` (2 s reply timeout).
+    fn conn_to(&mut self, addr: &str) -> Result<&mut Conn, String> {
+        if !self.conns.contains_key(addr) {
+            let mut c = Conn::try_connect_addr(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+            c.set_timeout(Duration::from_secs(2));
+            self.conns.insert(addr.to_string(), c);
+        }
+        Ok(self.conns.get_mut(addr).expect("just inserted"))
+    }
+
+    /// Sends one command to the owner of `key`'s slot. Follows MOVED
+    /// (updating the slot map) and ASK (ASKING then the command on the
+    /// named node, map unchanged); retries TRYAGAIN for up to 5 s. Returns
+    /// the final reply, or Err on an I/O error (the command may or may not
+    /// have run).
     pub fn call(&mut self, key: &str, args: &[&str]) -> Result<Reply, String> {
         let slot = key_slot(key.as_bytes()) as usize;
-        for _ in 0..5 {
-            let addr = match &self.slots[slot] {
-                Some(a) => a.clone(),
-                None => {
-                    self.refresh();
-                    self.slots[slot]
-                        .clone()
-                        .unwrap_or_else(|| self.seeds[0].clone())
-                }
+        let a: Vec<&[u8]> = args.iter().map(|s| s.as_bytes()).collect();
+        let started = Instant::now();
+        let mut ask: Option<String> = None;
+        let mut redirections = 0;
+        loop {
+            let asking = ask.is_some();
+            let addr = match ask.take() {
+                Some(a) => a,
+                None => self.addr_of(slot),
             };
-            let conn = match self.conns.get_mut(&addr) {
-                Some(c) => c,
-                None => {
-                    let mut c = Conn::try_connect_addr(&addr).map_err(|e| {
-                        self.slots[slot] = None;
-                        format!("connect {addr}: {e}")
-                    })?;
-                    c.set_timeout(Duration::from_secs(2));
-                    self.conns.entry(addr.clone()).or_insert(c)
+            self.last_addr.clone_from(&addr);
+            let res = match self.conn_to(&addr) {
+                Err(e) => Err(e),
+                Ok(conn) if asking => {
+                    let mut req = super::encode(&[b"ASKING"]);
+                    req.extend_from_slice(&super::encode(&a));
+                    let exchange = |conn: &mut Conn| -> std::io::Result<Reply> {
+                        conn.try_send(&req)?;
+                        let asking_reply = conn.try_read()?;
+                        let r = conn.try_read()?;
+                        Ok(if asking_reply == Reply::ok() {
+                            r
+                        } else {
+                            asking_reply
+                        })
+                    };
+                    exchange(conn).map_err(|e| format!("{addr}: {e}"))
                 }
+                Ok(conn) => conn.try_call(&a).map_err(|e| format!("{addr}: {e}")),
             };
-            let a: Vec<&[u8]> = args.iter().map(|s| s.as_bytes()).collect();
-            match conn.try_call(&a) {
+            match res {
                 Ok(Reply::Error(e)) if e.starts_with("MOVED ") => {
                     let to = e.split(' ').nth(2).unwrap_or_default().to_string();
                     self.slots[slot] = Some(to);
+                    self.moved += 1;
+                    redirections += 1;
+                }
+                Ok(Reply::Error(e)) if e.starts_with("ASK ") => {
+                    ask = Some(e.split(' ').nth(2).unwrap_or_default().to_string());
+                    self.asks += 1;
+                    redirections += 1;
+                }
+                Ok(Reply::Error(e)) if e.starts_with("TRYAGAIN") => {
+                    self.tryagains += 1;
+                    if started.elapsed() > TRYAGAIN_FOR {
+                        return Ok(Reply::Error(e));
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
                 }
                 Ok(r) => return Ok(r),
                 Err(e) => {
                     self.conns.remove(&addr);
-                    self.slots[slot] = None;
-                    return Err(format!("{addr}: {e}"));
+                    if !asking {
+                        self.slots[slot] = None;
+                    }
+                    return Err(e);
+                }
+            }
+            if redirections > 10 {
+                return Err(format!("too many redirections for {key}"));
+            }
+        }
+    }
+
+    /// SETs every `(key, value)` pair: pipelined (chunks of 500) to the
+    /// owner of each key's slot in the current map; a pair whose pipelined
+    /// reply is not `+OK` (a stale map, a slot in migration) is sent again
+    /// one by one with [`Router::call`]. Err if any pair ends unacknowledged.
+    pub fn set_many(&mut self, pairs: &[(String, String)]) -> Result<(), String> {
+        let mut by_node: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (i, (k, _)) in pairs.iter().enumerate() {
+            let addr = self.addr_of(key_slot(k.as_bytes()) as usize);
+            by_node.entry(addr).or_default().push(i);
+        }
+        let mut again = Vec::new();
+        for (addr, idx) in by_node {
+            for chunk in idx.chunks(500) {
+                let conn = self.conn_to(&addr)?;
+                let mut req = Vec::new();
+                for &i in chunk {
+                    let (k, v) = &pairs[i];
+                    req.extend_from_slice(&super::encode(&[b"SET", k.as_bytes(), v.as_bytes()]));
+                }
+                conn.try_send(&req).map_err(|e| format!("{addr}: {e}"))?;
+                for &i in chunk {
+                    match conn.try_read().map_err(|e| format!("{addr}: {e}"))? {
+                        r if r == Reply::ok() => {}
+                        _ => again.push(i),
+                    }
                 }
             }
         }
-        Err("too many redirections".into())
+        for i in again {
+            let (k, v) = &pairs[i];
+            match self.call(k, &["SET", k, v])? {
+                r if r == Reply::ok() => {}
+                other => return Err(format!("SET {k}: {other:?}")),
+            }
+        }
+        Ok(())
     }
 }
 
@@ -142,10 +257,16 @@ impl Writer {
     /// Starts writing keys named `<prefix>:...` into the cluster reachable
     /// through `seeds`.
     pub fn start(seeds: Vec<String>, prefix: &str) -> Writer {
+        Writer::start_paced(seeds, prefix, Duration::ZERO)
+    }
+
+    /// [`Writer::start`], pausing `pace` after every acknowledged write
+    /// (to bound the number of keys a long test writes).
+    pub fn start_paced(seeds: Vec<String>, prefix: &str, pace: Duration) -> Writer {
         let stop = Arc::new(AtomicBool::new(false));
         let acks = Arc::new(AtomicU64::new(0));
         let (s, a, p) = (stop.clone(), acks.clone(), prefix.to_string());
-        let handle = std::thread::spawn(move || run(seeds, p, s, a));
+        let handle = std::thread::spawn(move || run(seeds, p, s, a, pace));
         Writer {
             stop,
             acks,
@@ -190,7 +311,13 @@ fn kind(e: &str) -> String {
     e.split([' ', ':']).next().unwrap_or("?").to_string()
 }
 
-fn run(seeds: Vec<String>, prefix: String, stop: Arc<AtomicBool>, acks: Arc<AtomicU64>) -> Record {
+fn run(
+    seeds: Vec<String>,
+    prefix: String,
+    stop: Arc<AtomicBool>,
+    acks: Arc<AtomicU64>,
+    pace: Duration,
+) -> Record {
     let mut router = Router::new(seeds);
     let mut rec = Record {
         prefix: prefix.clone(),
@@ -198,7 +325,8 @@ fn run(seeds: Vec<String>, prefix: String, stop: Arc<AtomicBool>, acks: Arc<Atom
         incr_uncertain: vec![0; COUNTERS as usize],
         ..Default::default()
     };
-    let mut last_ack = Instant::now();
+    let started = Instant::now();
+    let mut last_ack = started;
     let mut i: u64 = 0;
     while !stop.load(Ordering::Relaxed) {
         let counter = i % COUNTERS;
@@ -226,6 +354,13 @@ fn run(seeds: Vec<String>, prefix: String, stop: Arc<AtomicBool>, acks: Arc<Atom
             }
             Ok(Reply::Error(e)) => {
                 *rec.errors.entry(kind(&e)).or_default() += 1;
+                if rec.first_errors.len() < 10 {
+                    rec.first_errors.push(format!(
+                        "{:?} {key} on {}: -{e}",
+                        started.elapsed(),
+                        router.last_addr
+                    ));
+                }
                 std::thread::sleep(Duration::from_millis(10));
                 router.refresh();
                 false
@@ -238,7 +373,13 @@ fn run(seeds: Vec<String>, prefix: String, stop: Arc<AtomicBool>, acks: Arc<Atom
             }
             Err(e) => {
                 *rec.errors.entry("io".into()).or_default() += 1;
-                let _ = e;
+                if rec.first_errors.len() < 10 {
+                    rec.first_errors.push(format!(
+                        "{:?} {key} on {}: {e}",
+                        started.elapsed(),
+                        router.last_addr
+                    ));
+                }
                 if is_incr {
                     rec.incr_uncertain[counter as usize] += 1;
                     skip = true;
@@ -254,12 +395,18 @@ fn run(seeds: Vec<String>, prefix: String, stop: Arc<AtomicBool>, acks: Arc<Atom
             last_ack = now;
             acks.fetch_add(1, Ordering::Relaxed);
             i += 1;
+            if !pace.is_zero() {
+                std::thread::sleep(pace);
+            }
         } else if skip {
             // An INCR that failed cleanly is retried; an uncertain one is
             // not (next operation).
             i += 1;
         }
     }
+    rec.asks = router.asks;
+    rec.tryagains = router.tryagains;
+    rec.moved = router.moved;
     rec
 }
 

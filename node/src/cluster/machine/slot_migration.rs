@@ -18,7 +18,12 @@ impl SetSlot {
     /// Parses ACTION [node-id] as redis does: a wrong action or a wrong
     /// number of arguments for it is the same error.
     pub fn parse(args: &[&[u8]]) -> Result<SetSlot, ClusterError> {
-        let bad = || ClusterError("ERR Invalid CLUSTER SETSLOT action or node ID".into());
+        let bad = || {
+            ClusterError(
+                "ERR Invalid CLUSTER SETSLOT action or number of arguments. Try CLUSTER HELP"
+                    .into(),
+            )
+        };
         let (action, rest) = args.split_first().ok_or_else(bad)?;
         let action = String::from_utf8_lossy(action).to_ascii_lowercase();
         match (action.as_str(), rest) {
