@@ -78,6 +78,8 @@ struct Sim {
     published: Vec<(usize, Bytes)>,
     /// Election wins seen: (node, epoch) in order.
     wins: Vec<(usize, u64)>,
+    /// DropSlotKeys actions seen: (node, slots).
+    dropped: Vec<(usize, Vec<u16>)>,
     /// Votes granted: (node, epoch).
     votes: Vec<(usize, u64)>,
     /// Invariant violations found while running.
@@ -102,6 +104,7 @@ impl Sim {
             bytes_sent: 0,
             published: Vec::new(),
             wins: Vec::new(),
+            dropped: Vec::new(),
             votes: Vec::new(),
             violations: Vec::new(),
         };
@@ -227,7 +230,8 @@ impl Sim {
                         self.at(self.now + 1, Ev::Down(j, lj));
                     }
                 }
-                Action::Resolve { .. } | Action::DropSlotKeys(_) => {}
+                Action::Resolve { .. } => {}
+                Action::DropSlotKeys(slots) => self.dropped.push((i, slots)),
                 Action::Unpause => {
                     self.nodes[i].paused = false;
                     self.nodes[i].unpaused_count += 1;
@@ -1580,4 +1584,52 @@ fn a_master_that_gives_away_its_last_slot_becomes_a_replica_of_the_taker() {
         }) && s.owners_agree(&[1, 2]).is_ok()
     });
     assert!(t.is_some());
+}
+
+#[test]
+fn keys_of_a_lost_slot_go_after_a_grace_period_unless_it_is_in_migration() {
+    // Node 1 takes three of node 0's slots with a bumped epoch (as
+    // redis-cli --cluster fix does when it picks an owner). Node 0 was
+    // migrating one; another comes back to it before the grace period
+    // ends. Only the third one's keys are dropped, and not at once.
+    let mut sim = form(3, 3, 45);
+    let a = first_slot_of(&sim, 0);
+    let (b, back) = (a + 1, a + 2);
+    let tid = id_of(&sim, 1);
+    sim.call(0, |m, now| m.set_slot(a, &SetSlot::Migrating(tid), 0, now))
+        .unwrap();
+    // DELSLOTS, ADDSLOTS, BUMPEPOCH on node 1, as redis-cli does.
+    sim.call(1, |m, now| {
+        m.del_slots(&[a, b, back], now)?;
+        m.add_slots(&[a, b, back], now)?;
+        Ok::<_, shardline_node::cluster::machine::ClusterError>(m.bump_epoch())
+    })
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    let t = sim.run_until(10_000, |s| {
+        s.owns_everywhere(1, a) && s.owns_everywhere(1, b) && s.owns_everywhere(1, back)
+    });
+    assert!(t.is_some());
+    let dropped = |sim: &Sim| -> Vec<u16> {
+        sim.dropped
+            .iter()
+            .filter(|(n, _)| *n == 0)
+            .flat_map(|(_, s)| s.clone())
+            .collect()
+    };
+    assert!(
+        dropped(&sim).is_empty(),
+        "dropped at once: {:?}",
+        dropped(&sim)
+    );
+    // `back` returns to node 0 (ADDSLOTS + BUMPEPOCH there after node 1
+    // lets it go).
+    sim.call(1, |m, now| m.del_slots(&[back], now)).unwrap();
+    sim.call(0, |m, now| {
+        m.del_slots(&[back], now)?;
+        m.add_slots(&[back], now)?;
+        Ok::<_, shardline_node::cluster::machine::ClusterError>(m.bump_epoch())
+    })
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    sim.run(10_000);
+    assert_eq!(dropped(&sim), vec![b]);
 }

@@ -67,6 +67,12 @@ pub struct Cluster {
     /// of nodes.conf rather than one each.
     soft_save: AtomicBool,
     saver: tokio::sync::Notify,
+    /// Held (write) by a transaction with CLUSTER commands, so that no bus
+    /// message is applied in the middle of it: redis runs MULTI ... EXEC
+    /// and its cluster bus on one thread, and `redis-cli --cluster fix`
+    /// relies on DELSLOTS, ADDSLOTS and BUMPEPOCH in one EXEC taking
+    /// effect together.
+    pub gate: parking_lot::RwLock<()>,
 }
 
 /// The machine settings derived from the configuration.
@@ -193,6 +199,7 @@ impl Cluster {
             wake: tokio::sync::Notify::new(),
             soft_save: AtomicBool::new(false),
             saver: tokio::sync::Notify::new(),
+            gate: parking_lot::RwLock::new(()),
         });
         // Persist at once so a crash after start keeps our name.
         cluster.drive(|_, _| ());
@@ -588,6 +595,7 @@ impl Cluster {
                     let frame = buf.split_to(n);
                     match wire::decode(&frame) {
                         Ok(msg) => {
+                            let _gate = self.gate.read();
                             self.drive(|m, now| m.receive(id, msg, now));
                             if !self.links.lock().contains_key(&id) {
                                 return;

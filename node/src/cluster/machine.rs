@@ -241,6 +241,9 @@ pub struct Machine {
     not_claiming: SlotBitmap,
     pub migrating: BTreeMap<u16, NodeName>,
     pub importing: BTreeMap<u16, NodeName>,
+    /// Slots we lost to a newer claim while holding keys there, with when
+    /// their keys may be dropped (see `drop_lost_slot_keys`).
+    lost_slots: BTreeMap<u16, u64>,
     pub current_epoch: u64,
     pub last_vote_epoch: u64,
     pub state_ok: bool,
@@ -298,6 +301,7 @@ impl Machine {
             not_claiming: SlotBitmap::new(),
             migrating: BTreeMap::new(),
             importing: BTreeMap::new(),
+            lost_slots: BTreeMap::new(),
             current_epoch: 0,
             last_vote_epoch: 0,
             state_ok: false,
@@ -1532,12 +1536,21 @@ impl Machine {
             // for us in the next failover.
             self.broadcast_pong(now, false);
         } else if !dirty.is_empty() {
+            // Redis deletes the keys at once. They may be the only copy
+            // (a half-moved slot whose repair picked the other node as its
+            // owner, in a race with gossip): they stay out of reach for a
+            // while, so that a repair can still move them, and go only if
+            // the slot is still someone else's and not in migration then.
             tracing::warn!(
                 count = dirty.len(),
-                "lost slots to node {}: deleting their keys",
-                wire::name_str(sender)
+                "lost slots to node {}: their keys go in {} ms unless the slots come back or move",
+                wire::name_str(sender),
+                self.lost_slot_grace()
             );
-            self.actions.push(Action::DropSlotKeys(dirty));
+            let at = now + self.lost_slot_grace();
+            for s in dirty {
+                self.lost_slots.insert(s, at);
+            }
         }
         self.update_state(now);
     }
@@ -1586,8 +1599,41 @@ impl Machine {
     // ----- cron -----
 
     /// The 100 ms cron: connect, ping, time out, detect failures.
+    /// How long keys of a slot lost to a newer claim are kept.
+    fn lost_slot_grace(&self) -> u64 {
+        (self.settings.node_timeout * 2).max(2000)
+    }
+
+    /// Drops the keys of lost slots whose grace period ended, if the slot
+    /// is still another node's and not in migration; forgets the slots
+    /// that came back to us.
+    fn drop_lost_slot_keys(&mut self, now: u64) {
+        if self.lost_slots.is_empty() {
+            return;
+        }
+        let me = self.myself;
+        let mut due = Vec::new();
+        let lost = std::mem::take(&mut self.lost_slots);
+        for (slot, at) in lost {
+            if self.owner(slot) == Some(me) {
+                continue;
+            }
+            if at > now || self.migrating.contains_key(&slot) || self.importing.contains_key(&slot)
+            {
+                self.lost_slots.insert(slot, at);
+                continue;
+            }
+            due.push(slot);
+        }
+        if !due.is_empty() {
+            tracing::warn!(count = due.len(), "deleting the keys of slots we lost");
+            self.actions.push(Action::DropSlotKeys(due));
+        }
+    }
+
     pub fn tick(&mut self, now: u64) {
         self.cron_runs += 1;
+        self.drop_lost_slot_keys(now);
         self.check_manual_failover_timeout(now);
         let timeout = self.settings.node_timeout;
         let handshake_timeout = timeout.max(1000);

@@ -123,6 +123,15 @@ fn exec(ctx: &mut Ctx) -> CmdResult {
         unwatch_all(node, ctx.client);
         return err("EXECABORT Transaction discarded because of previous errors.");
     }
+    // A transaction of CLUSTER commands is atomic with respect to the
+    // cluster bus too (see `Cluster::gate`).
+    let cluster = node.cluster.get().cloned().filter(|_| {
+        queue.iter().any(|a| {
+            a.first()
+                .is_some_and(|n| n.eq_ignore_ascii_case(b"cluster"))
+        })
+    });
+    let _gate = cluster.as_ref().map(|c| c.gate.write());
     // All shards stay locked for the whole transaction: it is atomic with
     // respect to every other client and enters the write stream as one
     // MULTI ... EXEC block.
