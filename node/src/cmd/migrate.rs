@@ -25,7 +25,7 @@ use super::{eq_ic, err, int_arg, Access, CmdError, CmdResult, Ctx, Entry, SYNTAX
 use crate::engine::table::LRU_CLOCK_MAX;
 use crate::engine::View;
 use crate::node::unix_ms;
-use crate::rdb::{crc64, dump_payload, restore_payload, RDB_VERSION};
+use crate::rdb::{crc64, dump_payload, restore_verified_payload, RDB_VERSION};
 
 pub fn register(m: &mut HashMap<&'static str, Entry>) {
     let k = |run| Entry {
@@ -117,7 +117,7 @@ fn restore(ctx: &mut Ctx) -> CmdResult {
     if !payload_ok(payload) {
         return err(BAD_PAYLOAD);
     }
-    let value = restore_payload(payload, &limits).map_err(|e| {
+    let value = restore_verified_payload(payload, &limits).map_err(|e| {
         tracing::debug!("RESTORE of a bad payload: {e}");
         CmdError::new(BAD_FORMAT)
     })?;

@@ -56,7 +56,7 @@ const GROUP: usize = 256;
 pub const BATCH_KEYS: usize = 1024;
 /// Most payload bytes per batch (a batch holds its shard's lock for its
 /// round trip: this bounds what other clients of the shard wait).
-pub const BATCH_BYTES: usize = 1 << 20;
+pub const BATCH_BYTES: usize = 512 << 10;
 /// Most connections (and threads) moving keys at once.
 const MAX_WORKERS: usize = 4;
 

@@ -193,6 +193,23 @@ pub fn restore_payload(payload: &[u8], limits: &EncodingLimits) -> Result<Value,
     if expected != actual {
         return Err(RdbError::ChecksumMismatch { expected, actual });
     }
+    decode_payload_body(body, limits)
+}
+
+/// [`restore_payload`] for a payload whose version and checksum the
+/// caller has just verified (RESTORE checks them first, to answer with
+/// redis's error): a CRC64 pass over a large value is not repeated.
+pub fn restore_verified_payload(
+    payload: &[u8],
+    limits: &EncodingLimits,
+) -> Result<Value, RdbError> {
+    if payload.len() < 11 {
+        return Err(RdbError::corrupt("DUMP payload too short"));
+    }
+    decode_payload_body(&payload[..payload.len() - 10], limits)
+}
+
+fn decode_payload_body(body: &[u8], limits: &EncodingLimits) -> Result<Value, RdbError> {
     let mut input = body;
     let value = read::read_payload_object(&mut input, limits)?;
     if !input.is_empty() {
