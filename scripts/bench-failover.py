@@ -22,7 +22,6 @@ Prints a Markdown table with medians, worst cases and ratios.
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,33 +37,10 @@ TIMEOUT = 2000
 PROCS = []
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from resp_client import Conn  # noqa: E402
+from bench_util import call, free_port, wait  # noqa: E402
 DIRS = []
 
 
-def call(addr, *args):
-    c = Conn(addr, timeout=2.0)
-    try:
-        return c.call(*args)
-    finally:
-        c.close()
-
-
-def free_port(ip):
-    while True:
-        s = socket.socket()
-        s.bind((ip, 0))
-        p = s.getsockname()[1]
-        s.close()
-        if p + 10000 > 65535:
-            continue
-        b = socket.socket()
-        try:
-            b.bind((ip, p + 10000))
-            return p
-        except OSError:
-            continue
-        finally:
-            b.close()
 
 
 class Node:
@@ -114,17 +90,6 @@ class Node:
             out[f[0]] = (f[2], f[3])  # flags, master
         return out
 
-
-def wait(what, pred, within=60):
-    deadline = time.time() + within
-    while time.time() < deadline:
-        try:
-            if pred():
-                return
-        except (OSError, RuntimeError):
-            pass
-        time.sleep(0.02)
-    sys.exit("timed out waiting for " + what)
 
 
 def build(kind, net):

@@ -56,14 +56,8 @@ PROCS = []
 DIRS = []
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from resp_client import Conn  # noqa: E402
+from bench_util import call, free_port, wait  # noqa: E402
 
-
-def call(addr, *args, timeout=5.0):
-    c = Conn(addr, timeout=timeout)
-    try:
-        return c.call(*args)
-    finally:
-        c.close()
 
 
 def _crc16_table():
@@ -99,23 +93,6 @@ def keys_per_slot(n):
         _KPS[n] = c
     return _KPS[n]
 
-
-def free_port(ip):
-    while True:
-        s = socket.socket()
-        s.bind((ip, 0))
-        p = s.getsockname()[1]
-        s.close()
-        if p + 10000 > 65535:
-            continue
-        b = socket.socket()
-        try:
-            b.bind((ip, p + 10000))
-            return p
-        except OSError:
-            continue
-        finally:
-            b.close()
 
 
 def spawn(cmd, **kw):
@@ -180,17 +157,6 @@ class Node:
     def dbsize(self):
         return call(self.addr, "DBSIZE")
 
-
-def wait(what, pred, within=60):
-    deadline = time.time() + within
-    while time.time() < deadline:
-        try:
-            if pred():
-                return
-        except (OSError, RuntimeError):
-            pass
-        time.sleep(0.05)
-    raise SystemExit("timed out waiting for " + what)
 
 
 def agreed(nodes, owners):

@@ -276,6 +276,26 @@ pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
     find_in(data::COMMANDS, name, 0).or_else(|| find_in(EXTRA, name, 0))
 }
 
+/// An argument of one of Shardline's own commands (not a key, no history).
+const fn doc_arg(
+    name: &'static str,
+    typ: &'static str,
+    token: Option<&'static str>,
+    flags: u8,
+    arguments: &'static [Arg],
+) -> Arg {
+    Arg {
+        name,
+        typ,
+        key_spec_index: -1,
+        token,
+        since: None,
+        deprecated_since: None,
+        flags,
+        arguments,
+    }
+}
+
 /// Shardline's own commands, sorted by name. COMMAND INFO and DOCS
 /// describe them (an admin tool can ask whether a node supports one);
 /// COMMAND, COUNT and LIST show redis's table only.
@@ -299,119 +319,38 @@ static EXTRA: &[CommandSpec] = &[CommandSpec {
         replaced_by: None,
         history: &[],
         arguments: &[
-            Arg {
-                name: "host",
-                typ: "string",
-                key_spec_index: -1,
-                token: None,
-                since: None,
-                deprecated_since: None,
-                flags: 0,
-                arguments: &[],
-            },
-            Arg {
-                name: "port",
-                typ: "integer",
-                key_spec_index: -1,
-                token: None,
-                since: None,
-                deprecated_since: None,
-                flags: 0,
-                arguments: &[],
-            },
-            Arg {
-                name: "timeout",
-                typ: "integer",
-                key_spec_index: -1,
-                token: None,
-                since: None,
-                deprecated_since: None,
-                flags: 0,
-                arguments: &[],
-            },
-            Arg {
-                name: "authentication",
-                typ: "oneof",
-                key_spec_index: -1,
-                token: None,
-                since: None,
-                deprecated_since: None,
-                flags: arg::OPTIONAL,
-                arguments: &[
-                    Arg {
-                        name: "password",
-                        typ: "string",
-                        key_spec_index: -1,
-                        token: Some("AUTH"),
-                        since: None,
-                        deprecated_since: None,
-                        flags: 0,
-                        arguments: &[],
-                    },
-                    Arg {
-                        name: "username_password",
-                        typ: "block",
-                        key_spec_index: -1,
-                        token: Some("AUTH2"),
-                        since: None,
-                        deprecated_since: None,
-                        flags: 0,
-                        arguments: &[
-                            Arg {
-                                name: "username",
-                                typ: "string",
-                                key_spec_index: -1,
-                                token: None,
-                                since: None,
-                                deprecated_since: None,
-                                flags: 0,
-                                arguments: &[],
-                            },
-                            Arg {
-                                name: "password",
-                                typ: "string",
-                                key_spec_index: -1,
-                                token: None,
-                                since: None,
-                                deprecated_since: None,
-                                flags: 0,
-                                arguments: &[],
-                            },
+            doc_arg("host", "string", None, 0, &[]),
+            doc_arg("port", "integer", None, 0, &[]),
+            doc_arg("timeout", "integer", None, 0, &[]),
+            doc_arg(
+                "authentication",
+                "oneof",
+                None,
+                arg::OPTIONAL,
+                &[
+                    doc_arg("password", "string", Some("AUTH"), 0, &[]),
+                    doc_arg(
+                        "username_password",
+                        "block",
+                        Some("AUTH2"),
+                        0,
+                        &[
+                            doc_arg("username", "string", None, 0, &[]),
+                            doc_arg("password", "string", None, 0, &[]),
                         ],
-                    },
+                    ),
                 ],
-            },
-            Arg {
-                name: "range",
-                typ: "block",
-                key_spec_index: -1,
-                token: Some("SLOTSRANGE"),
-                since: None,
-                deprecated_since: None,
-                flags: arg::MULTIPLE,
-                arguments: &[
-                    Arg {
-                        name: "start-slot",
-                        typ: "integer",
-                        key_spec_index: -1,
-                        token: None,
-                        since: None,
-                        deprecated_since: None,
-                        flags: 0,
-                        arguments: &[],
-                    },
-                    Arg {
-                        name: "end-slot",
-                        typ: "integer",
-                        key_spec_index: -1,
-                        token: None,
-                        since: None,
-                        deprecated_since: None,
-                        flags: 0,
-                        arguments: &[],
-                    },
+            ),
+            doc_arg(
+                "range",
+                "block",
+                Some("SLOTSRANGE"),
+                arg::MULTIPLE,
+                &[
+                    doc_arg("start-slot", "integer", None, 0, &[]),
+                    doc_arg("end-slot", "integer", None, 0, &[]),
                 ],
-            },
+            ),
         ],
     },
     tips: &[],

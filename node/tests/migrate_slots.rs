@@ -91,6 +91,19 @@ fn wait_owner(c: &Cluster, idx: &[usize], slot: u16, owner: usize) {
     });
 }
 
+/// Waits until every node knows every other.
+fn wait_all_known(c: &Cluster, what: &str) {
+    let n = c.nodes.len();
+    c.wait_for(what, Duration::from_secs(20), |c| {
+        for i in 0..n {
+            if c[i].nodes()?.len() != n {
+                return Err(format!("{} does not know everyone", c[i].name()));
+            }
+        }
+        Ok(())
+    });
+}
+
 /// Waits until every node of `idx` reports cluster_state:ok (a master
 /// that just started refuses writes, RESTORE-ASKING included, until then).
 fn wait_state_ok(c: &Cluster, idx: &[usize]) {
@@ -146,14 +159,7 @@ fn migrateslots_moves_keys_ttls_and_ownership_under_writes() {
     let r = c.add(Ours, &[], &[]);
     c.meet(0, t);
     c.meet(0, r);
-    c.wait_for("the new nodes to join", Duration::from_secs(20), |c| {
-        for i in 0..5 {
-            if c[i].nodes()?.len() != 5 {
-                return Err(format!("{} does not know everyone", c[i].name()));
-            }
-        }
-        Ok(())
-    });
+    wait_all_known(&c, "the new nodes to join");
     assert_eq!(
         c[r].cmd(&["CLUSTER", "REPLICATE", &c[t].myid()]),
         Reply::ok()
@@ -249,14 +255,7 @@ fn migrateslots_to_a_redis_server_target() {
     load(&c, &[0, 1], "k", 4000);
     let t = c.add(Redis, &[], &[]);
     c.meet(0, t);
-    c.wait_for("redis to join", Duration::from_secs(20), |c| {
-        for i in 0..3 {
-            if c[i].nodes()?.len() != 3 {
-                return Err(format!("{} does not know everyone", c[i].name()));
-            }
-        }
-        Ok(())
-    });
+    wait_all_known(&c, "redis to join");
     wait_state_ok(&c, &[0, 1, t]);
     let (a, b) = my_slots(&c, 0)[0];
     let keys0 = dbsize(&c, 0);
@@ -302,14 +301,7 @@ fn migrateslots_errors_are_clear() {
     for i in 1..4 {
         c.meet(0, i);
     }
-    c.wait_for("everyone to meet", Duration::from_secs(20), |c| {
-        for i in 0..4 {
-            if c[i].nodes()?.len() != 4 {
-                return Err(format!("{} does not know everyone", c[i].name()));
-            }
-        }
-        Ok(())
-    });
+    wait_all_known(&c, "everyone to meet");
     assert_eq!(
         c[2].cmd(&["CLUSTER", "REPLICATE", &c[1].myid()]),
         Reply::ok()

@@ -497,16 +497,7 @@ impl Cluster {
         let mut first: Option<(usize, View)> = None;
         for &i in idx {
             let n = &self.nodes[i];
-            let lines = n.nodes().map_err(|e| format!("{}: {e}", n.name()))?;
-            if lines.len() != idx.len() {
-                return Err(format!(
-                    "{} lists {} nodes, want {}",
-                    n.name(),
-                    lines.len(),
-                    idx.len()
-                ));
-            }
-            healthy(&n.name(), &lines)?;
+            let lines = healthy_lines(n, idx.len())?;
             let me = lines
                 .iter()
                 .find(|l| l.has_flag("myself"))
@@ -758,6 +749,21 @@ pub fn key_where(prefix: &str, pick: impl Fn(u16) -> bool) -> String {
         .expect("some key hashes there")
 }
 
+/// CLUSTER NODES of `n`, when it lists `want` nodes and all are
+/// [`healthy`].
+pub fn healthy_lines(n: &Node, want: usize) -> Result<Vec<NodeLine>, String> {
+    let lines = n.nodes().map_err(|e| format!("{}: {e}", n.name()))?;
+    if lines.len() != want {
+        return Err(format!(
+            "{} lists {} nodes, want {want}",
+            n.name(),
+            lines.len()
+        ));
+    }
+    healthy(&n.name(), &lines)?;
+    Ok(lines)
+}
+
 /// Ok when no line of `lines` (CLUSTER NODES as `name` sees it) is in
 /// handshake, pfail, fail or noaddr, and every link is connected.
 pub fn healthy(name: &str, lines: &[NodeLine]) -> Result<(), String> {
@@ -853,16 +859,7 @@ pub fn agreed(c: &Cluster, idx: &[usize]) -> Result<Layout, String> {
     let mut first: Option<(usize, Layout)> = None;
     for &i in idx {
         let n = &c[i];
-        let lines = n.nodes().map_err(|e| format!("{}: {e}", n.name()))?;
-        if lines.len() != idx.len() {
-            return Err(format!(
-                "{} lists {} nodes, want {}",
-                n.name(),
-                lines.len(),
-                idx.len()
-            ));
-        }
-        healthy(&n.name(), &lines)?;
+        let lines = healthy_lines(n, idx.len())?;
         let layout: Layout = lines
             .iter()
             .map(|l| (l.id.clone(), (l.has_flag("master"), l.slots.clone())))
