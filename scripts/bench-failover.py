@@ -20,7 +20,6 @@ of every acknowledged write:
 Prints a Markdown table with medians, worst cases and ratios.
 """
 import os
-import shutil
 import signal
 import statistics
 import subprocess
@@ -37,7 +36,7 @@ TIMEOUT = 2000
 PROCS = []
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from resp_client import Conn  # noqa: E402
-from bench_util import call, free_port, wait  # noqa: E402
+from bench_util import call, cleanup, free_port, wait  # noqa: E402
 DIRS = []
 
 
@@ -280,12 +279,7 @@ def main():
         print("\nrounds: %d manual, %d automatic; cluster-node-timeout %d" %
               (ROUNDS_MANUAL, ROUNDS_AUTO, TIMEOUT))
     finally:
-        for p in PROCS:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        for d in DIRS:
-            shutil.rmtree(d, ignore_errors=True)
+        cleanup(PROCS, DIRS)
 
 
 if __name__ == "__main__":

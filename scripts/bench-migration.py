@@ -56,7 +56,7 @@ PROCS = []
 DIRS = []
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from resp_client import Conn  # noqa: E402
-from bench_util import call, free_port, wait  # noqa: E402
+from bench_util import call, cleanup, free_port, wait  # noqa: E402
 
 
 
@@ -453,12 +453,7 @@ def main():
               "redirects; probe errors = error replies + nil replies + connection errors."
               % TIMEOUT)
     finally:
-        for p in PROCS:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        for d in DIRS:
-            shutil.rmtree(d, ignore_errors=True)
+        cleanup(PROCS, DIRS)
 
 
 if __name__ == "__main__":

@@ -46,3 +46,14 @@ def wait(what, pred, within=60, step=0.02):
             pass
         time.sleep(step)
     raise SystemExit("timed out waiting for " + what)
+
+
+def cleanup(procs, dirs):
+    """Kills every process still running and removes the directories."""
+    import shutil
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    for d in dirs:
+        shutil.rmtree(d, ignore_errors=True)
