@@ -30,8 +30,13 @@ fn pair(master_args: &[&str]) -> (Server, Server) {
     let r = Server::start(&["--replicaof", "127.0.0.1", &port]);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
+        // Up on both sides: the master counts the replica as online (a
+        // SHUTDOWN that came earlier would not wait for it).
         let info = r.conn().cmd(&["INFO", "replication"]);
-        if common::info_field(&info, "master_link_status").as_deref() == Some("up") {
+        let minfo = m.conn().cmd(&["INFO", "replication"]);
+        if common::info_field(&info, "master_link_status").as_deref() == Some("up")
+            && common::info_field(&minfo, "slave0").is_some_and(|v| v.contains("state=online"))
+        {
             return (m, r);
         }
         assert!(Instant::now() < deadline, "replica link never came up");
