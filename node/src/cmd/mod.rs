@@ -868,7 +868,7 @@ pub fn run_with_view<'n>(
     };
     // A slot in migration: whether this command runs here is decided now
     // that its keys' shards are locked. EXEC judges its queue itself.
-    if spec.name != "exec" {
+    if client.open_slot.is_some() && spec.name != "exec" {
         if let Some(os) = client.open_slot.take() {
             let verdict = match view {
                 Some(mut v) => {
