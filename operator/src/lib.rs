@@ -1,7 +1,14 @@
-//! Shardline operator: the `RedisCluster` custom resource and (later) its
-//! controller.
+//! Shardline operator: the `RedisCluster` custom resource, the admin
+//! library that observes and changes a cluster through standard Redis
+//! commands, the pure planner that decides what to do next, and the
+//! platforms members run on.
 
+pub mod action;
+pub mod admin;
 pub mod crd;
+pub mod model;
+pub mod planner;
+pub mod platform;
 
 pub use crd::{RedisCluster, RedisClusterSpec, RedisClusterStatus};
 
