@@ -9,6 +9,9 @@ pub mod crd;
 pub mod model;
 pub mod planner;
 pub mod platform;
+pub mod reconcile;
+pub mod status;
+pub mod up;
 
 pub use crd::{RedisCluster, RedisClusterSpec, RedisClusterStatus};
 

@@ -194,7 +194,7 @@ impl Node {
             "no",
         ];
         let bin = match self.kind {
-            Kind::Ours => env!("CARGO_BIN_EXE_shardline-node"),
+            Kind::Ours => super::node_bin(),
             Kind::Redis => {
                 need(REDIS_SERVER);
                 // Without it redis dials from 127.0.0.1 and its peers learn
@@ -203,11 +203,11 @@ impl Node {
                 // 127.0.k.x peers are not "loopback" to redis's protected
                 // mode (only 127.0.0.1 is): replicas would be refused.
                 args.extend(["--protected-mode", "no"]);
-                REDIS_SERVER
+                REDIS_SERVER.to_string()
             }
         };
         args.extend(self.extra.iter().map(String::as_str));
-        let mut cmd = Command::new(bin);
+        let mut cmd = Command::new(&bin);
         cmd.args(&args)
             .current_dir(&self.dir)
             .stdin(Stdio::null())

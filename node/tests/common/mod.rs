@@ -19,6 +19,33 @@ pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Path of the reference server used by differential tests.
 pub const REDIS_SERVER: &str = "/usr/bin/redis-server";
 
+/// Path of the `shardline-node` binary: cargo's own when the node's tests
+/// run; for other packages' tests that include this harness, the one in the
+/// workspace's target directory, built first if missing.
+pub fn node_bin() -> String {
+    if let Some(bin) = option_env!("CARGO_BIN_EXE_shardline-node") {
+        return bin.to_string();
+    }
+    static BUILT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| workspace.join("target"));
+            let bin = target.join("debug").join("shardline-node");
+            // Always ask cargo: it returns at once when the binary is fresh.
+            let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .args(["build", "-q", "-p", "shardline-node"])
+                .current_dir(&workspace)
+                .status()
+                .expect("run cargo build -p shardline-node");
+            assert!(status.success(), "cargo build -p shardline-node failed");
+            bin.to_string_lossy().into_owned()
+        })
+        .clone()
+}
+
 /// A port that was free a moment ago (bound to port 0, then released).
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
@@ -37,7 +64,7 @@ impl Server {
     /// Starts `shardline-node` with `args` on a free port, with its own
     /// temporary `--dir`, and waits until it answers PING.
     pub fn start(args: &[&str]) -> Server {
-        Self::start_bin(env!("CARGO_BIN_EXE_shardline-node"), args, &[])
+        Self::start_bin(&node_bin(), args, &[])
     }
 
     /// Starts the reference `redis-server` (no persistence).
