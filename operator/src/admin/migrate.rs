@@ -93,7 +93,14 @@ impl Admin {
         progress(done, total);
         let mut moved = 0u64;
         if !todo.is_empty() {
-            if self.knows_migrateslots(from_addr).await {
+            let fast = self.knows_migrateslots(from_addr).await;
+            tracing::info!(
+                from = from_addr,
+                slots = todo.len(),
+                path = if fast { "MIGRATESLOTS" } else { "MIGRATE" },
+                "moving"
+            );
+            if fast {
                 for chunk in todo.chunks(FAST_CHUNK) {
                     moved += self.migrate_slots_fast(&mv, chunk).await?;
                     done += chunk.len() as u64;
