@@ -142,7 +142,14 @@ async fn lifecycle(first_ip: Ipv4Addr, image: &str, password: Option<&str>, exe:
     drop(con);
 
     // A new config: out of date until replaced; then live, same node ID.
-    let spec2 = spec(image, &[("maxmemory-samples", "7"), ("save", "")]);
+    let spec2 = spec(
+        image,
+        &[
+            ("maxmemory-samples", "7"),
+            ("save", ""),
+            ("appendonly", "no"),
+        ],
+    );
     let pm = member(&mut p, &spec2, m).await;
     assert!(pm.running && !pm.up_to_date, "{pm:?}");
     p.replace(m, &spec2).await.expect("replace");
@@ -152,6 +159,7 @@ async fn lifecycle(first_ip: Ipv4Addr, image: &str, password: Option<&str>, exe:
     let mut con = connect(&addr, password).await;
     assert_eq!(config_get(&mut con, "maxmemory-samples").await, "7");
     assert_eq!(config_get(&mut con, "save").await, "");
+    assert_eq!(config_get(&mut con, "appendonly").await, "no");
     assert_eq!(node_id(&mut con).await, id);
     drop(con);
     let pid = only_process(&dir);
@@ -279,4 +287,77 @@ async fn a_member_that_cannot_start_reports_its_log() {
     let n = MemberName::new(1, 0);
     assert!(p.create(n, &reserved).await.is_err());
     assert!(!p.member_dir(n).exists());
+}
+
+const HELPER_ROOT: &str = "SHARDLINE_LOCAL_HELPER_ROOT";
+const HELPER_PORT: &str = "SHARDLINE_LOCAL_HELPER_PORT";
+const HELPER_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 64, 1);
+
+/// Run by `a_member_survives_a_killed_operator_and_is_adopted` in a child
+/// process: creates a member, then SIGKILLs its own process, as an operator
+/// killed without a chance to clean up. Does nothing when run directly.
+#[tokio::test]
+#[ignore = "a helper run by another test"]
+async fn helper_create_a_member_then_die() {
+    let (Some(root), Some(port)) = (std::env::var_os(HELPER_ROOT), std::env::var_os(HELPER_PORT))
+    else {
+        return;
+    };
+    let opts = LocalOptions {
+        root: root.into(),
+        port: port.to_str().and_then(|p| p.parse().ok()).expect("port"),
+        first_ip: HELPER_IP,
+        node_binary: common::shardline_node_binary(),
+        password: None,
+    };
+    let mut p = LocalPlatform::new(opts).expect("platform");
+    p.create(MemberName::new(0, 0), &spec("", &[]))
+        .await
+        .expect("create");
+    kill9(std::process::id());
+}
+
+#[tokio::test]
+async fn a_member_survives_a_killed_operator_and_is_adopted() {
+    let root = MemberRoot::new();
+    let opts = options(&root, HELPER_IP, None);
+    let exe = std::env::current_exe().expect("test binary");
+    let status = tokio::process::Command::new(exe)
+        .args([
+            "--exact",
+            "helper_create_a_member_then_die",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(HELPER_ROOT, root.path())
+        .env(HELPER_PORT, opts.port.to_string())
+        .status()
+        .await
+        .expect("run the helper");
+    assert!(!status.success(), "the helper should die by SIGKILL");
+
+    let m = MemberName::new(0, 0);
+    let spec = spec("", &[]);
+    let mut p = LocalPlatform::new(opts.clone()).expect("platform");
+    let dir = p.member_dir(m);
+    let pid = only_process(&dir);
+    let pm = member(&mut p, &spec, m).await;
+    assert!(pm.running && pm.up_to_date, "{pm:?}");
+    let addr = format!("{HELPER_IP}:{}", opts.port);
+    assert_eq!(pm.addr, addr);
+    let mut con = connect(&addr, None).await;
+    let pong: String = redis::cmd("PING")
+        .query_async(&mut con)
+        .await
+        .expect("PING");
+    assert_eq!(pong, "PONG");
+    drop(con);
+
+    // The adopted member is stopped and started like any other.
+    p.replace(m, &spec).await.expect("replace");
+    let new_pid = only_process(&dir);
+    assert_ne!(new_pid, pid);
+    assert!(!process_alive(pid));
+    p.delete(m).await.expect("delete");
+    assert!(!process_alive(new_pid));
 }

@@ -500,6 +500,15 @@ impl Platform for LocalPlatform {
             tracing::debug!(member = %m, pid, "start: already running");
             return Ok(());
         }
+        if self.read_addr(m).is_none() {
+            // Created by an operator that died before writing the address.
+            let addr = self.allocate_addr(m)?;
+            write_file(
+                &self.member_dir(m).join(ADDR_FILE),
+                format!("{addr}\n").as_bytes(),
+            )?;
+            tracing::info!(member = %m, %addr, "allocated a missing address");
+        }
         self.spawn(m, spec).await
     }
 
