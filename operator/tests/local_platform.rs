@@ -113,6 +113,18 @@ async fn lifecycle(first_ip: Ipv4Addr, image: &str, password: Option<&str>, exe:
     let running_exe = std::fs::read_link(format!("/proc/{pid}/exe")).expect("exe");
     assert_eq!(running_exe, exe.canonicalize().expect("canonical exe"));
     assert!(p.log_path(m).is_file());
+    let config = std::fs::read_to_string(dir.join("redis.conf")).expect("redis.conf");
+    for line in [
+        format!("port {}", opts.port),
+        format!("bind {first_ip}"),
+        "cluster-enabled yes".to_owned(),
+        "cluster-node-timeout 5000".to_owned(),
+    ] {
+        assert!(
+            config.lines().any(|l| l == line),
+            "no `{line}` in\n{config}"
+        );
+    }
     let mut con = connect(&addr, password).await;
     let pong: String = redis::cmd("PING")
         .query_async(&mut con)
