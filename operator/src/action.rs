@@ -20,7 +20,10 @@ pub enum Action {
     /// `CLUSTER MEET ip port` on `on`.
     Meet { on: MemberName, addr: String },
     /// `CLUSTER ADDSLOTSRANGE` on `on`.
-    AddSlots { on: MemberName, ranges: Vec<SlotRange> },
+    AddSlots {
+        on: MemberName,
+        ranges: Vec<SlotRange>,
+    },
     /// `CLUSTER REPLICATE master` on `on`.
     Replicate { on: MemberName, master: NodeId },
     /// `CLUSTER FORGET node` on every reachable member but the node itself.
@@ -65,7 +68,13 @@ impl fmt::Display for Action {
 pub fn ranges_text(ranges: &[SlotRange]) -> String {
     ranges
         .iter()
-        .map(|&(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") })
+        .map(|&(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}-{b}")
+            }
+        })
         .collect::<Vec<_>>()
         .join(" ")
 }

@@ -32,8 +32,7 @@ use std::time::Duration;
 use crate::action::{ranges_text, Action, Plan, Step};
 use crate::crd::{RedisClusterSpec, UpdateStrategyType};
 use crate::model::{
-    ClusterNode, Member, MemberName, MemberView, NodeId, Observed, Role, SlotMove, SlotRange,
-    SLOTS,
+    ClusterNode, Member, MemberName, MemberView, NodeId, Observed, Role, SlotMove, SlotRange, SLOTS,
 };
 
 /// How far (bytes) a replica's offset may trail its master's and still
@@ -178,9 +177,7 @@ impl<'a> Ctx<'a> {
 
     fn id_of(&self, name: MemberName) -> Option<&'a str> {
         let m = self.member(name)?;
-        m.myself()
-            .map(|n| n.id.as_str())
-            .or(m.node_id.as_deref())
+        m.myself().map(|n| n.id.as_str()).or(m.node_id.as_deref())
     }
 
     fn view(&self, name: MemberName) -> Option<&'a MemberView> {
@@ -308,17 +305,20 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// One phase of planning.
+type Phase = fn(&Ctx<'_>, &PlanInput<'_>) -> Plan;
+
 /// Plans the next steps.
 pub fn plan(input: &PlanInput<'_>) -> Plan {
     let ctx = Ctx::new(input.spec, input.observed);
-    let phases: [&dyn Fn(&Ctx<'_>, &PlanInput<'_>) -> Plan; 7] = [
-        &members_phase,
-        &membership_phase,
-        &open_slots_phase,
-        &coverage_phase,
-        &roles_phase,
-        &balance_phase,
-        &rolling_phase,
+    let phases: [Phase; 7] = [
+        members_phase,
+        membership_phase,
+        open_slots_phase,
+        coverage_phase,
+        roles_phase,
+        balance_phase,
+        rolling_phase,
     ];
     for phase in phases {
         let plan = phase(&ctx, input);
@@ -417,10 +417,8 @@ fn membership_phase(ctx: &Ctx<'_>, _input: &PlanInput<'_>) -> Plan {
         .map(|m| m.name().to_string())
         .collect();
     if !unreachable.is_empty() {
-        plan.waiting.push(format!(
-            "waiting for {} to answer",
-            unreachable.join(", ")
-        ));
+        plan.waiting
+            .push(format!("waiting for {} to answer", unreachable.join(", ")));
         return plan;
     }
     let (Some(seed), Some(seed_view)) = (ctx.seed, ctx.seed_view()) else {
@@ -447,7 +445,11 @@ fn membership_phase(ctx: &Ctx<'_>, _input: &PlanInput<'_>) -> Plan {
             Some(n) if n.addr != m.platform.addr => format!(
                 "{seed} knows {} at {}, but it is now at {}",
                 m.name(),
-                if n.addr.is_empty() { "no address" } else { &n.addr },
+                if n.addr.is_empty() {
+                    "no address"
+                } else {
+                    &n.addr
+                },
                 m.platform.addr
             ),
             _ => format!("{seed} does not know {}", m.name()),
@@ -506,9 +508,10 @@ fn membership_phase(ctx: &Ctx<'_>, _input: &PlanInput<'_>) -> Plan {
             ));
             continue;
         }
-        let followed = ctx
-            .reachable()
-            .any(|m| m.myself().is_some_and(|me| me.master_id.as_deref() == Some(id)));
+        let followed = ctx.reachable().any(|m| {
+            m.myself()
+                .is_some_and(|me| me.master_id.as_deref() == Some(id))
+        });
         if followed {
             continue;
         }
@@ -518,7 +521,11 @@ fn membership_phase(ctx: &Ctx<'_>, _input: &PlanInput<'_>) -> Plan {
             },
             format!(
                 "node {id} ({}) is not a member{}",
-                if n.addr.is_empty() { "no address" } else { &n.addr },
+                if n.addr.is_empty() {
+                    "no address"
+                } else {
+                    &n.addr
+                },
                 if failed { " and has failed" } else { "" }
             ),
         ));
@@ -691,8 +698,14 @@ fn coverage_phase(ctx: &Ctx<'_>, _input: &PlanInput<'_>) -> Plan {
     // shard master with the fewest slots, so the cluster serves again.
     let mut best: Option<(usize, MemberName)> = None;
     for k in 0..n {
-        let Some(m) = ctx.shard_master(k) else { continue };
-        if !ctx.member(m).and_then(Member::myself).is_some_and(|n| n.master) {
+        let Some(m) = ctx.shard_master(k) else {
+            continue;
+        };
+        if !ctx
+            .member(m)
+            .and_then(Member::myself)
+            .is_some_and(|n| n.master)
+        {
             continue;
         }
         let count = ctx.id_of(m).map(|id| ctx.slots_of(id).len()).unwrap_or(0);
@@ -780,7 +793,10 @@ fn roles_phase(ctx: &Ctx<'_>, _input: &PlanInput<'_>) -> Plan {
                     .master_id
                     .as_deref()
                     .and_then(|id| ctx.by_id.get(id))
-                    .map_or_else(|| "a node that is not a member".to_string(), |n| n.to_string());
+                    .map_or_else(
+                        || "a node that is not a member".to_string(),
+                        |n| n.to_string(),
+                    );
                 format!(
                     "{} replicates {current}, not {master}, the master of shard {shard}",
                     m.name()
@@ -879,7 +895,12 @@ fn balance_phase(ctx: &Ctx<'_>, _input: &PlanInput<'_>) -> Plan {
             }
         } else if have < target {
             match ctx.shard_master(shard) {
-                Some(m) if ctx.member(m).and_then(Member::myself).is_some_and(|n| n.master) => {
+                Some(m)
+                    if ctx
+                        .member(m)
+                        .and_then(Member::myself)
+                        .is_some_and(|n| n.master) =>
+                {
                     receivers.push((m, target - have));
                 }
                 _ => {
@@ -992,10 +1013,7 @@ fn ctx_not_ready(ctx: &Ctx<'_>, name: MemberName) -> Option<String> {
     if view.repl.role != Role::Replica || !view.repl.link_up {
         return Some(format!("{name}'s replication link to {master} is down"));
     }
-    let master_offset = ctx
-        .view(*master)
-        .map(|v| v.repl.offset)
-        .unwrap_or(i64::MAX);
+    let master_offset = ctx.view(*master).map(|v| v.repl.offset).unwrap_or(i64::MAX);
     let lag = master_offset.saturating_sub(view.repl.offset);
     if lag > CAUGHT_UP_BYTES {
         return Some(format!("{name} is {lag} bytes behind {master}"));
@@ -1032,10 +1050,7 @@ fn rolling_phase(ctx: &Ctx<'_>, _input: &PlanInput<'_>) -> Plan {
         return plan;
     }
     // Replicas first.
-    if let Some(r) = stale
-        .iter()
-        .find(|m| m.myself().is_some_and(|n| !n.master))
-    {
+    if let Some(r) = stale.iter().find(|m| m.myself().is_some_and(|n| !n.master)) {
         plan.steps.push(step(
             Action::ReplaceMember { member: r.name() },
             format!("{} (a replica) runs an old binary or config", r.name()),

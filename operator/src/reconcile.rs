@@ -102,7 +102,10 @@ impl<P: Platform> Reconciler<P> {
             None => State::default(),
         };
         if !state.in_flight.is_empty() {
-            info!(moves = state.in_flight.len(), "resuming recorded slot moves");
+            info!(
+                moves = state.in_flight.len(),
+                "resuming recorded slot moves"
+            );
         }
         Ok(Reconciler {
             platform,
@@ -199,7 +202,12 @@ impl<P: Platform> Reconciler<P> {
                 .as_ref()
                 .is_some_and(|f| f.to == name.to_string() && f.from == from.to_string());
             if !planned {
-                let reason = if self.observed.members.get(&from).is_some_and(|m| m.view.is_none()) {
+                let reason = if self
+                    .observed
+                    .members
+                    .get(&from)
+                    .is_some_and(|m| m.view.is_none())
+                {
                     format!("{from} failed; the cluster promoted {name}")
                 } else {
                     format!("the cluster promoted {name} over {from}")
@@ -249,12 +257,7 @@ impl<P: Platform> Reconciler<P> {
                 .members
                 .get(&mv.to)
                 .and_then(|m| m.myself())
-                .is_none_or(|n| {
-                    !mv.slots
-                        .iter()
-                        .flat_map(|&(a, b)| a..=b)
-                        .all(|s| n.owns(s))
-                })
+                .is_none_or(|n| !mv.slots.iter().flat_map(|&(a, b)| a..=b).all(|s| n.owns(s)))
         });
         if self.in_flight.len() != before {
             self.save_state()?;
@@ -339,8 +342,7 @@ impl<P: Platform> Reconciler<P> {
                     .iter()
                     .map(|&(a, b)| u64::from(b) - u64::from(a) + 1)
                     .sum();
-                self.status.migration =
-                    Some(status::migration_status(*from, *to, slots, 0, total));
+                self.status.migration = Some(status::migration_status(*from, *to, slots, 0, total));
                 let action = step.action.clone();
                 let mut progress = self.progress.take();
                 let mut report = |done: u64, total: u64| {

@@ -5,9 +5,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::action::{Action, Plan};
 use crate::crd::{
-    Condition, ConditionStatus, ConditionType, FailoverStatus, LinkState, MemberRole,
-    MemberStatus, MigrationStatus, RedisClusterSpec, RedisClusterStatus, ReplicaStatus,
-    ShardStatus, SlotRange as CrdRange,
+    Condition, ConditionStatus, ConditionType, FailoverStatus, LinkState, MemberRole, MemberStatus,
+    MigrationStatus, RedisClusterSpec, RedisClusterStatus, ReplicaStatus, ShardStatus,
+    SlotRange as CrdRange,
 };
 use crate::model::{MemberName, Observed, Role, SlotRange, SLOTS};
 use crate::planner::{desired_members, not_ready, CAUGHT_UP_BYTES};
@@ -34,11 +34,9 @@ pub fn migration_status(
         slots: crd_ranges(slots),
         from: from.to_string(),
         to: to.to_string(),
-        progress: if total == 0 {
-            0
-        } else {
-            i32::try_from(done * 100 / total).unwrap_or(100)
-        },
+        progress: (done * 100)
+            .checked_div(total)
+            .map_or(0, |p| i32::try_from(p).unwrap_or(100)),
     }
 }
 
@@ -95,7 +93,11 @@ pub fn build(
     for (name, m) in &observed.members {
         let me = m.myself();
         let role = match me {
-            Some(n) if n.master && (n.slots.is_empty() && m.view.as_ref().is_some_and(|v| v.nodes.len() <= 1)) => {
+            Some(n)
+                if n.master
+                    && (n.slots.is_empty()
+                        && m.view.as_ref().is_some_and(|v| v.nodes.len() <= 1)) =>
+            {
                 MemberRole::Unassigned
             }
             Some(n) if n.master => MemberRole::Master,
@@ -232,7 +234,11 @@ pub fn build(
                 previous,
                 ConditionType::Degraded,
                 !degraded.is_empty(),
-                if degraded.is_empty() { "AllMembersUp" } else { "MembersDown" },
+                if degraded.is_empty() {
+                    "AllMembersUp"
+                } else {
+                    "MembersDown"
+                },
                 degraded.join("; "),
             ),
         ],

@@ -95,11 +95,10 @@ fn default_node_binary() -> PathBuf {
 }
 
 fn spec_from_args(args: &UpArgs) -> Result<RedisClusterSpec, UpError> {
-    let mut spec: RedisClusterSpec =
-        serde_yaml::from_str("{}").map_err(|e| UpError::Spec {
-            path: PathBuf::from("<defaults>"),
-            message: e.to_string(),
-        })?;
+    let mut spec: RedisClusterSpec = serde_yaml::from_str("{}").map_err(|e| UpError::Spec {
+        path: PathBuf::from("<defaults>"),
+        message: e.to_string(),
+    })?;
     spec.masters = args.masters;
     spec.replicas_per_master = args.replicas;
     if let Some(bin) = &args.node_binary {
@@ -163,7 +162,12 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
         password: args.password.clone(),
     })?;
     let admin = Admin::new(args.password.clone(), Duration::from_secs(5));
-    let mut rec = Reconciler::new(platform, admin, spec.clone(), Some(dir.join("operator-state.json")))?;
+    let mut rec = Reconciler::new(
+        platform,
+        admin,
+        spec.clone(),
+        Some(dir.join("operator-state.json")),
+    )?;
     rec.set_progress(progress_reporter());
     info!(
         masters = spec.masters,
@@ -207,14 +211,10 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
         };
         let delay = match pass {
             Ok(report) => {
-                let ready = rec
-                    .status()
-                    .conditions
-                    .iter()
-                    .any(|c| {
-                        c.type_ == crate::crd::ConditionType::Ready
-                            && c.status == crate::crd::ConditionStatus::True
-                    });
+                let ready = rec.status().conditions.iter().any(|c| {
+                    c.type_ == crate::crd::ConditionType::Ready
+                        && c.status == crate::crd::ConditionStatus::True
+                });
                 if ready && !was_ready {
                     let first = rec
                         .observed()

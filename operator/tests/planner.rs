@@ -113,11 +113,7 @@ impl World {
             }
         }
         for n in w.nodes.values_mut() {
-            n.knows = all
-                .iter()
-                .filter(|(id, _)| *id != n.id)
-                .cloned()
-                .collect();
+            n.knows = all.iter().filter(|(id, _)| *id != n.id).cloned().collect();
         }
         w
     }
@@ -217,7 +213,10 @@ impl World {
         self.log.push(action.clone());
         match action {
             Action::CreateMember { member } => {
-                assert!(!self.nodes.contains_key(member), "create of existing {member}");
+                assert!(
+                    !self.nodes.contains_key(member),
+                    "create of existing {member}"
+                );
                 self.add(*member);
             }
             Action::StartMember { member } => {
@@ -225,7 +224,10 @@ impl World {
                 n.running = true;
             }
             Action::ReplaceMember { member } => {
-                let n = self.nodes.get_mut(member).expect("replace of unknown member");
+                let n = self
+                    .nodes
+                    .get_mut(member)
+                    .expect("replace of unknown member");
                 assert!(n.slots.is_empty(), "replaced {member} while it owns slots");
                 n.up_to_date = true;
             }
@@ -278,7 +280,10 @@ impl World {
             Action::Replicate { on, master } => {
                 let n = self.nodes.get_mut(on).expect("node");
                 assert!(n.slots.is_empty(), "REPLICATE on {on} which owns slots");
-                assert!(n.knows.contains_key(master), "{on} replicates an unknown node");
+                assert!(
+                    n.knows.contains_key(master),
+                    "{on} replicates an unknown node"
+                );
                 n.master_of = Some(master.clone());
             }
             Action::Forget { node } => {
@@ -287,7 +292,11 @@ impl World {
                     "forgot a running member"
                 );
                 for n in self.nodes.values_mut() {
-                    assert_ne!(n.master_of.as_deref(), Some(node.as_str()), "forgot a master");
+                    assert_ne!(
+                        n.master_of.as_deref(),
+                        Some(node.as_str()),
+                        "forgot a master"
+                    );
                     n.knows.remove(node);
                 }
                 self.strangers.remove(node);
@@ -318,7 +327,10 @@ impl World {
                 self.nodes.get_mut(to).expect("node").epoch = epoch;
             }
             Action::Failover { on } => {
-                let old = self.nodes[on].master_of.clone().expect("failover on a master");
+                let old = self.nodes[on]
+                    .master_of
+                    .clone()
+                    .expect("failover on a master");
                 let old_name = self.by_id(&old).expect("master is a member");
                 let slots = std::mem::take(&mut self.nodes.get_mut(&old_name).expect("m").slots);
                 let new_id = self.nodes[on].id.clone();
@@ -356,7 +368,10 @@ impl World {
                 self.apply(&s.action);
             }
         }
-        panic!("did not converge in 100 rounds; last actions {:?}", self.log.iter().rev().take(5).collect::<Vec<_>>());
+        panic!(
+            "did not converge in 100 rounds; last actions {:?}",
+            self.log.iter().rev().take(5).collect::<Vec<_>>()
+        );
     }
 
     /// The invariants of a cluster that matches `spec`.
@@ -391,7 +406,13 @@ impl World {
             assert_eq!(self.owner_of(slot).len(), 1, "slot {slot} owners");
         }
         for n in self.nodes.values() {
-            assert_eq!(n.knows.len(), self.nodes.len() - 1, "{} knows {:?}", n.addr, n.knows);
+            assert_eq!(
+                n.knows.len(),
+                self.nodes.len() - 1,
+                "{} knows {:?}",
+                n.addr,
+                n.knows
+            );
         }
     }
 }
@@ -435,9 +456,15 @@ fn builds_a_new_cluster_from_nothing() {
         .filter(|a| matches!(a, Action::AddSlots { .. }))
         .collect();
     assert_eq!(adds.len(), 3);
-    let first_add = w.log.iter().position(|a| matches!(a, Action::AddSlots { .. }));
+    let first_add = w
+        .log
+        .iter()
+        .position(|a| matches!(a, Action::AddSlots { .. }));
     let last_meet = w.log.iter().rposition(|a| matches!(a, Action::Meet { .. }));
-    assert!(last_meet < first_add, "slots assigned before the mesh formed");
+    assert!(
+        last_meet < first_add,
+        "slots assigned before the mesh formed"
+    );
 }
 
 #[test]
@@ -463,7 +490,8 @@ fn scale_in_drains_before_deleting() {
     let acts = actions(&p);
     assert!(!acts.is_empty());
     assert!(
-        acts.iter().all(|a| matches!(a, Action::MoveSlots { from, .. } if from.shard == 3)),
+        acts.iter()
+            .all(|a| matches!(a, Action::MoveSlots { from, .. } if from.shard == 3)),
         "{acts:?}"
     );
 }
@@ -485,12 +513,18 @@ fn a_stopped_master_is_restarted_only_after_its_replica_took_over() {
         in_flight: &[],
         down_for: &down,
     });
-    assert_eq!(actions(&p), vec![&Action::StartMember { member: name(1, 0) }]);
+    assert_eq!(
+        actions(&p),
+        vec![&Action::StartMember { member: name(1, 0) }]
+    );
     // Once the cluster has failed over, it is started and stays a replica.
     w.apply(&Action::Failover { on: name(1, 1) });
     w.log.clear();
     let p = plan_for(&s, &w.observe());
-    assert_eq!(actions(&p), vec![&Action::StartMember { member: name(1, 0) }]);
+    assert_eq!(
+        actions(&p),
+        vec![&Action::StartMember { member: name(1, 0) }]
+    );
     w.converge(&s);
     w.assert_matches(&s);
     assert!(w.nodes[&name(1, 0)].master_of.is_some());
@@ -502,7 +536,10 @@ fn a_stopped_replica_is_started() {
     let mut w = World::healthy(3, 1);
     w.nodes.get_mut(&name(2, 1)).expect("r").running = false;
     let p = plan_for(&s, &w.observe());
-    assert_eq!(actions(&p), vec![&Action::StartMember { member: name(2, 1) }]);
+    assert_eq!(
+        actions(&p),
+        vec![&Action::StartMember { member: name(2, 1) }]
+    );
 }
 
 #[test]
@@ -640,7 +677,11 @@ fn a_replica_of_the_wrong_master_is_moved() {
             master: right
         }
     );
-    assert!(p.steps[0].reason.contains("shard-0-0"), "{}", p.steps[0].reason);
+    assert!(
+        p.steps[0].reason.contains("shard-0-0"),
+        "{}",
+        p.steps[0].reason
+    );
 }
 
 #[test]
@@ -649,13 +690,20 @@ fn unknown_failed_nodes_are_forgotten_live_slot_owners_are_not() {
     let mut w = World::healthy(3, 1);
     let ghost = "f".repeat(40);
     let live = "e".repeat(40);
-    w.strangers
-        .insert(ghost.clone(), ("127.0.9.9:7000".into(), true, BTreeSet::new()));
+    w.strangers.insert(
+        ghost.clone(),
+        ("127.0.9.9:7000".into(), true, BTreeSet::new()),
+    );
     for n in w.nodes.values_mut() {
         n.knows.insert(ghost.clone(), "127.0.9.9:7000".into());
     }
     let p = plan_for(&s, &w.observe());
-    assert_eq!(actions(&p), vec![&Action::Forget { node: ghost.clone() }]);
+    assert_eq!(
+        actions(&p),
+        vec![&Action::Forget {
+            node: ghost.clone()
+        }]
+    );
 
     // A live stranger that owns slots is left alone (and blocks balance).
     let mut w = World::healthy(3, 1);
@@ -682,7 +730,10 @@ fn two_claimants_for_one_slot_wait_for_the_epoch_to_settle() {
     w.nodes.get_mut(&name(1, 0)).expect("m").slots.insert(0);
     let p = plan_for(&s, &w.observe());
     assert!(p.steps.is_empty(), "{p:?}");
-    assert!(p.waiting.iter().any(|m| m.contains("claimed by two")), "{p:?}");
+    assert!(
+        p.waiting.iter().any(|m| m.contains("claimed by two")),
+        "{p:?}"
+    );
 }
 
 #[test]
@@ -781,7 +832,10 @@ fn rolling_update_goes_replicas_first_and_fails_over_masters() {
         assert!(failover < replaced);
     }
     assert_eq!(
-        w.log.iter().filter(|a| matches!(a, Action::ReplaceMember { .. })).count(),
+        w.log
+            .iter()
+            .filter(|a| matches!(a, Action::ReplaceMember { .. }))
+            .count(),
         6
     );
 }
@@ -827,7 +881,8 @@ fn a_replaced_member_with_a_new_id_rejoins_and_its_old_id_is_forgotten() {
         n.master_of = None;
         n.knows.clear();
     }
-    w.strangers.insert(old.clone(), (addr, true, BTreeSet::new()));
+    w.strangers
+        .insert(old.clone(), (addr, true, BTreeSet::new()));
     w.converge(&s);
     w.assert_matches(&s);
     assert!(w.log.contains(&Action::Forget { node: old }));

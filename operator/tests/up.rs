@@ -4,7 +4,7 @@
 //! write.
 
 #[path = "../../node/tests/common/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod nodekit;
 
 use std::collections::BTreeMap;
@@ -124,7 +124,7 @@ impl Up {
             .args(["--port", &self.port.to_string()])
             .args(["--first-ip", &self.first_ip])
             .args(["--node-binary", &nodekit::node_bin()])
-            .env("SHARDLINE_LOG", "info,shardline_operator=debug")
+            .env("SHARDLINE_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -195,8 +195,9 @@ impl Up {
         while Instant::now() < deadline {
             if self.condition("Ready").as_deref() == Some("True") {
                 match self.layout() {
-                    Ok(l) if l.masters.len() == masters
-                        && l.masters.values().all(|r| r.replicas.len() == replicas) =>
+                    Ok(l)
+                        if l.masters.len() == masters
+                            && l.masters.values().all(|r| r.replicas.len() == replicas) =>
                     {
                         return l
                     }
@@ -222,14 +223,18 @@ impl Up {
             .iter()
             .map(|(n, a)| (a.as_str(), n.as_str()))
             .collect();
-        let mut agreed: Option<Vec<(String, Vec<(u16, u16)>)>> = None;
+        let mut agreed: Option<SlotMap> = None;
         let mut masters = BTreeMap::new();
         for (name, addr) in &members {
             let lines = nodes_of(addr)?;
             if lines.len() != members.len() {
-                return Err(format!("{name} lists {} nodes, want {}", lines.len(), members.len()));
+                return Err(format!(
+                    "{name} lists {} nodes, want {}",
+                    lines.len(),
+                    members.len()
+                ));
             }
-            let mut map: Vec<(String, Vec<(u16, u16)>)> = lines
+            let mut map: SlotMap = lines
                 .iter()
                 .filter(|l| l.has_flag("master") && !l.slots.is_empty())
                 .map(|l| (l.id.clone(), l.slots.clone()))
@@ -295,9 +300,20 @@ impl Drop for Up {
         }
         if std::thread::panicking() {
             let _ = writeln!(std::io::stderr(), "operator log tail:\n{}", self.tail());
+            if let Some(keep) = std::env::var_os("KEEP_FAILED") {
+                let to = PathBuf::from(keep).join(format!("up-{}", self.first_ip));
+                let _ = Command::new("cp")
+                    .arg("-r")
+                    .arg(self.dir.path())
+                    .arg(&to)
+                    .status();
+            }
         }
     }
 }
+
+/// Slot-owning masters by node ID, with their ranges.
+type SlotMap = Vec<(String, Vec<(u16, u16)>)>;
 
 #[derive(Debug)]
 struct Shard {
@@ -337,6 +353,11 @@ impl Layout {
 
 /// Polls CLUSTER NODES on every member and records any moment at which
 /// some slot had no owner, or a slot owner was flagged failing.
+///
+/// With `owners_must_live` (tests with failovers) a hole must be seen by
+/// the same member in two polls in a row: during a failover every Redis
+/// Cluster node, redis-server included, briefly shows the slots of a master
+/// that turned replica as unowned until the new master's claim reaches it.
 struct Monitor {
     stop: Arc<AtomicBool>,
     handle: Option<JoinHandle<Vec<String>>>,
@@ -348,10 +369,14 @@ impl Monitor {
         let s = stop.clone();
         let handle = std::thread::spawn(move || {
             let mut problems = Vec::new();
+            let mut last_holes: BTreeMap<String, usize> = BTreeMap::new();
             while !s.load(Ordering::Relaxed) {
                 let list = addrs.lock().map(|a| a.clone()).unwrap_or_default();
                 for addr in list {
-                    let Ok(lines) = nodes_of(&addr) else { continue };
+                    let Ok(lines) = nodes_of(&addr) else {
+                        last_holes.remove(&addr);
+                        continue;
+                    };
                     let mut covered = vec![false; 16384];
                     for l in lines.iter().filter(|l| l.has_flag("master")) {
                         for &(a, b) in &l.slots {
@@ -370,7 +395,8 @@ impl Monitor {
                         }
                     }
                     let holes = covered.iter().filter(|c| !**c).count();
-                    if holes > 0 {
+                    let before = last_holes.insert(addr.clone(), holes).unwrap_or(0);
+                    if holes > 0 && (!owners_must_live || before > 0) {
                         problems.push(format!("{addr} saw {holes} slots without an owner"));
                     }
                 }
@@ -410,7 +436,9 @@ fn builds_3x1(net: u8, bin: Bin) {
     layout.assert_even();
     layout.assert_replicas_elsewhere();
     for (name, addr) in up.members() {
-        let info = cmd(&addr, &["CLUSTER", "INFO"]).expect("CLUSTER INFO").text();
+        let info = cmd(&addr, &["CLUSTER", "INFO"])
+            .expect("CLUSTER INFO")
+            .text();
         assert!(info.contains("cluster_state:ok"), "{name}: {info}");
     }
     cli_check(&up.seed()).unwrap_or_else(|e| panic!("{e}"));
@@ -421,7 +449,11 @@ fn builds_3x1(net: u8, bin: Bin) {
         up.tail()
     );
     // Every decision is logged with its reason.
-    assert!(log.contains("CLUSTER ADDSLOTSRANGE") && log.contains("reason="), "{}", up.tail());
+    assert!(
+        log.contains("CLUSTER ADDSLOTSRANGE") && log.contains("reason="),
+        "{}",
+        up.tail()
+    );
 }
 
 #[test]
@@ -579,7 +611,11 @@ fn rolling_restart(net: u8, bin: Bin) {
         if done && up.condition("Ready").as_deref() == Some("True") {
             break;
         }
-        assert!(Instant::now() < deadline, "rolling restart did not finish\n{}", up.tail());
+        assert!(
+            Instant::now() < deadline,
+            "rolling restart did not finish\n{}",
+            up.tail()
+        );
         std::thread::sleep(Duration::from_millis(300));
     }
     let after = up.wait_ready(3, 1, Duration::from_secs(60));
@@ -587,7 +623,10 @@ fn rolling_restart(net: u8, bin: Bin) {
     assert!(writer.wait_acks(200, Duration::from_secs(20)));
     let rec = writer.stop();
     let problems = monitor.stop();
-    assert!(problems.is_empty(), "a slot owner was stopped: {problems:?}");
+    assert!(
+        problems.is_empty(),
+        "a slot owner was stopped: {problems:?}"
+    );
     check_writes(&rec, &up);
     let mut gaps = Vec::new();
     for (shard, w) in writers {

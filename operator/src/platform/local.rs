@@ -365,6 +365,16 @@ impl LocalPlatform {
         ] {
             let _ = writeln!(config, "{directive} {}", quote(&value));
         }
+        // redis-server dials its peers from its default source address
+        // (127.0.0.1 on loopback), so they would learn it at the wrong
+        // address; shardline-node binds its outgoing bus links itself.
+        let is_redis = binary
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.contains("redis-server") || n.contains("valkey-server"));
+        if is_redis {
+            let _ = writeln!(config, "bind-source-addr {}", addr.ip());
+        }
         config.push_str(&shared);
         write_file(&config_path, config.as_bytes())?;
         write_file(&dir.join(REVISION_FILE), format!("{revision}\n").as_bytes())?;

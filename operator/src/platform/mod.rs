@@ -50,6 +50,8 @@ pub trait Platform: Send {
     ) -> impl Future<Output = Result<(), PlatformError>> + Send;
 
     /// Stops a member and removes its data.
-    fn delete(&mut self, member: MemberName)
-        -> impl Future<Output = Result<(), PlatformError>> + Send;
+    fn delete(
+        &mut self,
+        member: MemberName,
+    ) -> impl Future<Output = Result<(), PlatformError>> + Send;
 }
