@@ -337,6 +337,26 @@ impl<P: Platform> Reconciler<P> {
                     self.save_state()?;
                 }
                 let (from_addr, to_addr) = (self.addr(*from)?, self.addr(*to)?);
+                if from.shard >= u32::try_from(self.spec.masters.max(0)).unwrap_or(0) {
+                    // A departing shard: once its master gives away its
+                    // last slot it would turn into a replica of the taker
+                    // (and its replicas follow), and every node that has
+                    // not yet heard all the takers' claims would drop the
+                    // rest of its slots for a moment. Keep it an empty
+                    // master instead; it is deleted right after.
+                    let shard: Vec<String> = self
+                        .observed
+                        .members
+                        .values()
+                        .filter(|m| m.name().shard == from.shard && m.view.is_some())
+                        .map(|m| m.platform.addr.clone())
+                        .collect();
+                    for addr in shard {
+                        self.admin
+                            .config_set(&addr, "cluster-allow-replica-migration", "no")
+                            .await?;
+                    }
+                }
                 let addrs = self.reachable_addrs();
                 let total: u64 = slots
                     .iter()

@@ -249,6 +249,20 @@ impl Admin {
         Ok(())
     }
 
+    /// `CONFIG SET directive value` on `on_addr`.
+    pub async fn config_set(
+        &mut self,
+        on_addr: &str,
+        directive: &str,
+        value: &str,
+    ) -> Result<(), AdminError> {
+        tracing::debug!(on = on_addr, directive, value, "CONFIG SET");
+        let mut c = redis::cmd("CONFIG");
+        c.arg("SET").arg(directive).arg(value);
+        let _: () = self.query(on_addr, &c).await?;
+        Ok(())
+    }
+
     /// `CLUSTER SETSLOT slot STABLE` on `on_addr`.
     pub async fn stable_slot(&mut self, on_addr: &str, slot: u16) -> Result<(), AdminError> {
         tracing::info!(on = on_addr, slot, "CLUSTER SETSLOT STABLE");
