@@ -95,15 +95,19 @@ fn default_node_binary() -> PathBuf {
 }
 
 fn spec_from_args(args: &UpArgs) -> Result<RedisClusterSpec, UpError> {
-    let mut spec: RedisClusterSpec = serde_yaml::from_str("{}").map_err(|e| UpError::Spec {
-        path: PathBuf::from("<defaults>"),
-        message: e.to_string(),
-    })?;
+    let mut spec: RedisClusterSpec =
+        serde_yaml::from_str("image: shardline-node").map_err(|e| UpError::Spec {
+            path: PathBuf::from("<defaults>"),
+            message: e.to_string(),
+        })?;
     spec.masters = args.masters;
     spec.replicas_per_master = args.replicas;
-    if let Some(bin) = &args.node_binary {
-        spec.image = bin.display().to_string();
-    }
+    spec.image = args
+        .node_binary
+        .clone()
+        .unwrap_or_else(default_node_binary)
+        .display()
+        .to_string();
     spec.validate()?;
     Ok(spec)
 }

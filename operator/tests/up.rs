@@ -9,7 +9,7 @@ mod nodekit;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -718,4 +718,121 @@ fn operator_killed_at_random_points_converges_with_shardline_nodes() {
 #[test]
 fn operator_killed_at_random_points_converges_with_redis_servers() {
     operator_killed_at_random_points(90, Bin::Redis);
+}
+
+/// `up` from command-line flags alone (the README's main job), with a
+/// redirect followed by redis-cli, and Ctrl-C stopping every member.
+#[test]
+fn up_from_flags_serves_clients_and_stops_on_ctrl_c() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ip = "127.0.91.1";
+    let port = nodekit::cluster::free_port_on(ip);
+    let log = std::fs::File::create(dir.path().join("operator.log")).expect("log");
+    let mut child = Command::new(OPERATOR)
+        .args([
+            "up",
+            "--masters",
+            "3",
+            "--replicas",
+            "0",
+            "--port",
+            &port.to_string(),
+        ])
+        .args(["--first-ip", ip, "--node-binary", &nodekit::node_bin()])
+        .arg("--dir")
+        .arg(dir.path().join("data"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("start shardline-operator");
+    let guard = scopeguard(dir.path().join("data"));
+    let text = || std::fs::read_to_string(dir.path().join("operator.log")).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !text().contains("cluster ready") {
+        assert!(Instant::now() < deadline, "not ready:\n{}", text());
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "the operator exited:\n{}",
+            text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let seed = format!("{ip}:{port}");
+    let (ok, out) = nodekit::cluster::redis_cli(&[
+        "-c",
+        "-h",
+        ip,
+        "-p",
+        &port.to_string(),
+        "SET",
+        "greeting",
+        "hello",
+    ]);
+    assert!(ok && out.contains("OK"), "{out}");
+    let (ok, out) =
+        nodekit::cluster::redis_cli(&["-c", "-h", ip, "-p", &port.to_string(), "GET", "greeting"]);
+    assert!(ok && out.contains("hello"), "{out}");
+    cli_check(&seed).unwrap_or_else(|e| panic!("{e}"));
+    let pids = guard.pids();
+    assert_eq!(pids.len(), 3);
+    // Ctrl-C: the operator stops its members and exits 0.
+    let pid = i32::try_from(child.id()).expect("pid");
+    // SAFETY: kill(2) with a pid of a child we spawned and have not reaped.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the operator did not stop:\n{}",
+            text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status:?}\n{}", text());
+    for p in pids {
+        assert!(
+            !Path::new(&format!("/proc/{p}")).exists()
+                || std::fs::read_to_string(format!("/proc/{p}/stat"))
+                    .is_ok_and(|s| s.contains(") Z ")),
+            "member {p} still runs after Ctrl-C"
+        );
+    }
+}
+
+/// Kills the members found under a data dir when dropped.
+struct MemberGuard(PathBuf);
+
+fn scopeguard(data: PathBuf) -> MemberGuard {
+    MemberGuard(data)
+}
+
+impl MemberGuard {
+    fn pids(&self) -> Vec<i32> {
+        std::fs::read_dir(&self.0)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter_map(|e| {
+                        std::fs::read_to_string(e.path().join("member.pid"))
+                            .ok()?
+                            .trim()
+                            .parse()
+                            .ok()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for MemberGuard {
+    fn drop(&mut self) {
+        for pid in self.pids() {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    }
 }
