@@ -112,6 +112,12 @@ pub struct RedisClusterSpec {
     /// How members are replaced when the spec changes.
     #[serde(default)]
     pub update_strategy: UpdateStrategy,
+
+    /// After failovers, hand each shard's mastership back to its first
+    /// member (`<name>-<shard>-0`) once that member is an in-sync replica
+    /// again, with a confirmed manual failover.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub failback: bool,
 }
 
 fn default_masters() -> i32 {

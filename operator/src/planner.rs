@@ -22,7 +22,9 @@
 //! 7. **rolling update**: restart members whose binary or config is stale,
 //!    replicas first, a master only after a confirmed failover to an
 //!    in-sync replica, one member at a time, each only once every member is
-//!    ready.
+//!    ready;
+//! 8. **failback** (when the spec asks for it): hand each shard back to its
+//!    first member once that member is an in-sync replica.
 //!
 //! Never planned: stopping or deleting a member that owns slots.
 
@@ -311,7 +313,7 @@ type Phase = fn(&Ctx<'_>, &PlanInput<'_>) -> Plan;
 /// Plans the next steps.
 pub fn plan(input: &PlanInput<'_>) -> Plan {
     let ctx = Ctx::new(input.spec, input.observed);
-    let phases: [Phase; 7] = [
+    let phases: [Phase; 8] = [
         members_phase,
         membership_phase,
         open_slots_phase,
@@ -319,6 +321,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         roles_phase,
         balance_phase,
         rolling_phase,
+        failback_phase,
     ];
     for phase in phases {
         let plan = phase(&ctx, input);
@@ -1110,4 +1113,50 @@ pub fn departing(spec: &RedisClusterSpec, obs: &Observed) -> BTreeSet<u32> {
         .map(|m| m.shard)
         .filter(|&s| s >= masters)
         .collect()
+}
+
+/// Phase 8: with `spec.failback`, each shard's first member is its master.
+fn failback_phase(ctx: &Ctx<'_>, _input: &PlanInput<'_>) -> Plan {
+    let mut plan = Plan::default();
+    if !ctx.spec.failback {
+        return plan;
+    }
+    for shard in 0..u32::try_from(ctx.spec.masters.max(0)).unwrap_or(0) {
+        let preferred = MemberName::new(shard, 0);
+        let Some(master) = ctx.shard_master(shard) else {
+            continue;
+        };
+        if master == preferred {
+            continue;
+        }
+        let Some(master_id) = ctx.id_of(master) else {
+            continue;
+        };
+        let follows = ctx
+            .member(preferred)
+            .and_then(Member::myself)
+            .is_some_and(|n| !n.master && n.master_id.as_deref() == Some(master_id));
+        if !follows {
+            continue;
+        }
+        let not_ready: Vec<String> = ctx
+            .obs
+            .members
+            .keys()
+            .filter_map(|&n| ctx_not_ready(ctx, n))
+            .collect();
+        if !not_ready.is_empty() {
+            plan.waiting.push(format!(
+                "failback of shard {shard} waits for every member to be ready: {}",
+                not_ready.join("; ")
+            ));
+            return plan;
+        }
+        plan.steps.push(step(
+            Action::Failover { on: preferred },
+            format!("failback: {preferred} is the preferred master of shard {shard}, {master} masters it now"),
+        ));
+        return plan;
+    }
+    plan
 }

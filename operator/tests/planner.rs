@@ -913,3 +913,23 @@ fn even_ranges_cover_every_slot_once() {
     let r: Vec<SlotRange> = to_ranges([1, 2, 3, 7, 9, 10]);
     assert_eq!(r, vec![(1, 3), (7, 7), (9, 10)]);
 }
+
+#[test]
+fn failback_returns_mastership_to_the_first_member_when_asked() {
+    let mut s = spec(3, 1);
+    let mut w = World::healthy(3, 1);
+    w.apply(&Action::Failover { on: name(1, 1) });
+    // Not asked: the new layout stands.
+    assert!(plan_for(&s, &w.observe()).is_converged());
+    s.failback = true;
+    let p = plan_for(&s, &w.observe());
+    assert_eq!(actions(&p), vec![&Action::Failover { on: name(1, 0) }]);
+    assert!(
+        p.steps[0].reason.contains("failback"),
+        "{}",
+        p.steps[0].reason
+    );
+    w.converge(&s);
+    w.assert_matches(&s);
+    assert!(w.nodes[&name(1, 0)].master_of.is_none());
+}
