@@ -1024,6 +1024,22 @@ fn ctx_not_ready(ctx: &Ctx<'_>, name: MemberName) -> Option<String> {
     None
 }
 
+/// "`what` waits for ...", naming the members that are not ready, if any.
+fn unready_members(ctx: &Ctx<'_>, what: &str) -> Option<String> {
+    let not_ready: Vec<String> = ctx
+        .obs
+        .members
+        .keys()
+        .filter_map(|&n| ctx_not_ready(ctx, n))
+        .collect();
+    (!not_ready.is_empty()).then(|| {
+        format!(
+            "{what} waits for every member to be ready: {}",
+            not_ready.join("; ")
+        )
+    })
+}
+
 /// Phase 7: members run the spec's binary and config.
 fn rolling_phase(ctx: &Ctx<'_>, _input: &PlanInput<'_>) -> Plan {
     let mut plan = Plan::default();
@@ -1039,17 +1055,8 @@ fn rolling_phase(ctx: &Ctx<'_>, _input: &PlanInput<'_>) -> Plan {
     if stale.is_empty() {
         return plan;
     }
-    let not_ready: Vec<String> = ctx
-        .obs
-        .members
-        .keys()
-        .filter_map(|&n| ctx_not_ready(ctx, n))
-        .collect();
-    if !not_ready.is_empty() {
-        plan.waiting.push(format!(
-            "rolling update waits for every member to be ready: {}",
-            not_ready.join("; ")
-        ));
+    if let Some(wait) = unready_members(ctx, "rolling update") {
+        plan.waiting.push(wait);
         return plan;
     }
     // Replicas first.
@@ -1139,17 +1146,8 @@ fn failback_phase(ctx: &Ctx<'_>, _input: &PlanInput<'_>) -> Plan {
         if !follows {
             continue;
         }
-        let not_ready: Vec<String> = ctx
-            .obs
-            .members
-            .keys()
-            .filter_map(|&n| ctx_not_ready(ctx, n))
-            .collect();
-        if !not_ready.is_empty() {
-            plan.waiting.push(format!(
-                "failback of shard {shard} waits for every member to be ready: {}",
-                not_ready.join("; ")
-            ));
+        if let Some(wait) = unready_members(ctx, &format!("failback of shard {shard}")) {
+            plan.waiting.push(wait);
             return plan;
         }
         plan.steps.push(step(

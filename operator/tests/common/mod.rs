@@ -4,6 +4,10 @@
 
 pub mod servers;
 
+/// The node's test harness (servers, RESP client, cluster helpers).
+#[path = "../../../node/tests/common/mod.rs"]
+pub mod nodekit;
+
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;

@@ -184,26 +184,5 @@ pub fn start_servers(net: u8, kinds: &[Kind]) -> Vec<Server> {
         .collect()
 }
 
-/// The hash slot of a key (CRC16/XMODEM of the key or its `{tag}`).
-pub fn key_slot(key: &[u8]) -> u16 {
-    let mut k = key;
-    if let Some(open) = key.iter().position(|&b| b == b'{') {
-        if let Some(len) = key[open + 1..].iter().position(|&b| b == b'}') {
-            if len > 0 {
-                k = &key[open + 1..open + 1 + len];
-            }
-        }
-    }
-    let mut crc: u16 = 0;
-    for &b in k {
-        crc ^= u16::from(b) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc % 16384
-}
+#[allow(unused_imports)]
+pub use super::nodekit::cluster::key_slot;
