@@ -143,6 +143,41 @@ pub fn build(
                 lag_bytes: up.then_some(lag),
             });
         }
+        // Placement: a replica on the master's host (or zone) does not
+        // survive that host's loss. Only meaningful when members are spread
+        // over several hosts (zones).
+        let hosts: std::collections::BTreeSet<&str> = observed
+            .members
+            .values()
+            .filter_map(|m| m.platform.host.as_deref())
+            .collect();
+        let zones: std::collections::BTreeSet<&str> = observed
+            .members
+            .values()
+            .filter_map(|m| m.platform.zone.as_deref())
+            .collect();
+        for r in &replicas {
+            let Some(rm) = MemberName::parse(&r.member).and_then(|n| observed.members.get(&n))
+            else {
+                continue;
+            };
+            let same = |a: &Option<String>, b: &Option<String>, spread: usize| {
+                spread > 1 && a.is_some() && a == b
+            };
+            if same(&rm.platform.zone, &m.platform.zone, zones.len()) {
+                degraded.push(format!(
+                    "{} and its master {name} share zone {}",
+                    r.member,
+                    rm.platform.zone.as_deref().unwrap_or_default()
+                ));
+            } else if same(&rm.platform.host, &m.platform.host, hosts.len()) {
+                degraded.push(format!(
+                    "{} and its master {name} share host {}",
+                    r.member,
+                    rm.platform.host.as_deref().unwrap_or_default()
+                ));
+            }
+        }
         if in_sync < spec.replicas_per_master {
             degraded.push(format!(
                 "shard {} has {in_sync} of {} replicas in sync",

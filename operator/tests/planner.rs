@@ -933,3 +933,36 @@ fn failback_returns_mastership_to_the_first_member_when_asked() {
     w.assert_matches(&s);
     assert!(w.nodes[&name(1, 0)].master_of.is_none());
 }
+
+#[test]
+fn status_reports_a_replica_sharing_its_masters_host() {
+    use shardline_operator::crd::{ConditionStatus, ConditionType, RedisClusterStatus};
+    use shardline_operator::status;
+    let s = spec(3, 1);
+    let w = World::healthy(3, 1);
+    let degraded = |obs: &Observed| {
+        let st = status::build(&s, obs, &plan_for(&s, obs), &RedisClusterStatus::default());
+        st.conditions
+            .into_iter()
+            .find(|c| c.type_ == ConditionType::Degraded)
+            .map(|c| (c.status == ConditionStatus::True, c.message))
+            .expect("Degraded condition")
+    };
+    // One host for everything (a single machine): nothing to report.
+    let mut obs = w.observe();
+    for m in obs.members.values_mut() {
+        m.platform.host = Some("localhost".into());
+    }
+    assert_eq!(degraded(&obs), (false, String::new()));
+    // Spread over hosts, but shard 1's master and replica share one.
+    for (k, m) in obs.members.iter_mut() {
+        m.platform.host = Some(format!("host-{}", k.shard * 2 + k.index));
+    }
+    obs.members.get_mut(&name(1, 1)).expect("r").platform.host = Some("host-2".into());
+    let (on, message) = degraded(&obs);
+    assert!(on, "{message}");
+    assert!(
+        message.contains("shard-1-1") && message.contains("host-2"),
+        "{message}"
+    );
+}
