@@ -299,6 +299,14 @@ impl<'a> Ctx<'a> {
         gaps
     }
 
+    /// Adds the mesh gaps to `plan.waiting`; true when there were any.
+    fn wait_for_mesh(&self, plan: &mut Plan) -> bool {
+        let gaps = self.mesh_gaps();
+        let any = !gaps.is_empty();
+        plan.waiting.extend(gaps);
+        any
+    }
+
     fn open_slots_anywhere(&self) -> bool {
         self.reachable().any(|m| {
             m.myself()
@@ -664,9 +672,7 @@ fn coverage_phase(ctx: &Ctx<'_>, _input: &PlanInput<'_>) -> Plan {
     if uncovered.is_empty() {
         return plan;
     }
-    let gaps = ctx.mesh_gaps();
-    if !gaps.is_empty() {
-        plan.waiting.extend(gaps);
+    if ctx.wait_for_mesh(&mut plan) {
         return plan;
     }
     let n = u32::try_from(ctx.spec.masters.max(1)).unwrap_or(1);
@@ -856,9 +862,7 @@ fn balance_phase(ctx: &Ctx<'_>, _input: &PlanInput<'_>) -> Plan {
         plan.waiting.push("slots are open".into());
         return plan;
     }
-    let gaps = ctx.mesh_gaps();
-    if !gaps.is_empty() {
-        plan.waiting.extend(gaps);
+    if ctx.wait_for_mesh(&mut plan) {
         return plan;
     }
     let n = u32::try_from(ctx.spec.masters.max(1)).unwrap_or(1);
@@ -959,12 +963,20 @@ fn balance_phase(ctx: &Ctx<'_>, _input: &PlanInput<'_>) -> Plan {
     plan
 }
 
-/// Why `name` is not ready, or `None` when it is: it answers, is in the
+/// Why each of `names` that is not ready is not, judged on one
+/// analysis of `obs`. A member is ready when it answers, is in the
 /// cluster as every member sees it, agrees on the slot map, and (for a
 /// replica) has its link up with its offset caught up.
-pub fn not_ready(obs: &Observed, spec: &RedisClusterSpec, name: MemberName) -> Option<String> {
+pub fn not_ready_of(
+    obs: &Observed,
+    spec: &RedisClusterSpec,
+    names: impl IntoIterator<Item = MemberName>,
+) -> Vec<String> {
     let ctx = Ctx::new(spec, obs);
-    ctx_not_ready(&ctx, name)
+    names
+        .into_iter()
+        .filter_map(|n| ctx_not_ready(&ctx, n))
+        .collect()
 }
 
 fn slot_map_of(view: &MemberView) -> Vec<(SlotRange, &str)> {
@@ -1110,16 +1122,6 @@ fn rolling_phase(ctx: &Ctx<'_>, _input: &PlanInput<'_>) -> Plan {
         return plan;
     }
     plan
-}
-
-/// The departing shards (shards with members beyond the spec).
-pub fn departing(spec: &RedisClusterSpec, obs: &Observed) -> BTreeSet<u32> {
-    let masters = u32::try_from(spec.masters.max(0)).unwrap_or(0);
-    obs.members
-        .keys()
-        .map(|m| m.shard)
-        .filter(|&s| s >= masters)
-        .collect()
 }
 
 /// Phase 8: with `spec.failback`, each shard's first member is its master.

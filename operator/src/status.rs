@@ -10,7 +10,7 @@ use crate::crd::{
     SlotRange as CrdRange,
 };
 use crate::model::{MemberName, Observed, Role, SlotRange, SLOTS};
-use crate::planner::{desired_members, not_ready, CAUGHT_UP_BYTES};
+use crate::planner::{desired_members, not_ready_of, CAUGHT_UP_BYTES};
 
 fn crd_ranges(ranges: &[SlotRange]) -> Vec<CrdRange> {
     ranges
@@ -214,10 +214,7 @@ pub fn build(
     };
 
     let desired = desired_members(spec);
-    let unready: Vec<String> = desired
-        .iter()
-        .filter_map(|&n| not_ready(observed, spec, n))
-        .collect();
+    let unready = not_ready_of(observed, spec, desired);
     let ready = plan.is_converged() && unready.is_empty() && cluster_state.as_deref() == Some("ok");
     let ready_message = if ready {
         format!(
