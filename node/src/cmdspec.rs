@@ -270,10 +270,38 @@ fn find_in(list: &'static [CommandSpec], name: &[u8], skip: usize) -> Option<&'s
         .map(|i| &list[i])
 }
 
-/// Finds a top-level command by name, case-insensitively (binary search
-/// over the sorted static table; no allocation).
+/// Longest command name the lookup index holds (the longest redis command
+/// name has 20 characters).
+const MAX_NAME: usize = 32;
+
+/// Top-level commands by lower-case name, for [`lookup`].
+fn index(
+) -> &'static hashbrown::HashMap<&'static [u8], &'static CommandSpec, foldhash::fast::FixedState> {
+    static INDEX: std::sync::OnceLock<
+        hashbrown::HashMap<&'static [u8], &'static CommandSpec, foldhash::fast::FixedState>,
+    > = std::sync::OnceLock::new();
+    INDEX.get_or_init(|| {
+        data::COMMANDS
+            .iter()
+            .chain(EXTRA.iter())
+            .filter(|c| c.name.len() <= MAX_NAME)
+            .map(|c| (c.name.as_bytes(), c))
+            .collect()
+    })
+}
+
+/// Finds a top-level command by name, case-insensitively: the name is
+/// lower-cased on the stack and looked up in a hash index built once (this
+/// runs for every command a client sends; no allocation).
 pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
-    find_in(data::COMMANDS, name, 0).or_else(|| find_in(EXTRA, name, 0))
+    if name.len() > MAX_NAME {
+        return None;
+    }
+    let mut buf = [0u8; MAX_NAME];
+    let lower = &mut buf[..name.len()];
+    lower.copy_from_slice(name);
+    lower.make_ascii_lowercase();
+    index().get(&*lower).copied()
 }
 
 /// An argument of one of Shardline's own commands (not a key, no history).
@@ -351,6 +379,51 @@ static EXTRA: &[CommandSpec] = &[CommandSpec {
                     doc_arg("end-slot", "integer", None, 0, &[]),
                 ],
             ),
+        ],
+    },
+    tips: &[],
+},
+CommandSpec {
+    name: "migrateslots.set",
+    arity: 4,
+    flags: flag::WRITE | flag::DENYOOM | flag::ASKING,
+    first_key: 1,
+    last_key: 1,
+    step: 1,
+    acl_categories: &["@keyspace", "@write", "@slow", "@dangerous"],
+    key_specs: &[KeySpec {
+        notes: None,
+        flags: key::OW | key::UPDATE,
+        begin_search: BeginSearch::Index(1),
+        find_keys: FindKeys::Range {
+            lastkey: 0,
+            keystep: 1,
+            limit: 0,
+        },
+    }],
+    subcommands: &[],
+    docs: &CommandDocs {
+        summary: "Stores a string key that MIGRATESLOTS moves here, replacing it (Shardline, between nodes)",
+        since: Some("0.1.0"),
+        group: "cluster",
+        complexity: Some("O(1)"),
+        doc_flags: doc::SYSCMD,
+        deprecated_since: None,
+        replaced_by: None,
+        history: &[],
+        arguments: &[
+            Arg {
+                name: "key",
+                typ: "key",
+                key_spec_index: 0,
+                token: None,
+                since: None,
+                deprecated_since: None,
+                flags: 0,
+                arguments: &[],
+            },
+            doc_arg("ttl", "integer", None, 0, &[]),
+            doc_arg("value", "string", None, 0, &[]),
         ],
     },
     tips: &[],

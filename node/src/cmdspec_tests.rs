@@ -31,6 +31,8 @@ fn table_is_sorted_and_consistent() {
     assert!(all.windows(2).all(|p| p[0].name < p[1].name));
     for c in all {
         assert!(std::ptr::eq(lookup(c.name.as_bytes()).unwrap(), c));
+        let upper = c.name.to_ascii_uppercase();
+        assert!(std::ptr::eq(lookup(upper.as_bytes()).unwrap(), c));
         assert!(c.subcommands.windows(2).all(|p| p[0].name < p[1].name));
         for s in c.subcommands {
             assert!(s.name.starts_with(c.name));
@@ -242,4 +244,49 @@ fn dump_for_check() {
         out.push('\n');
     }
     std::fs::write(output, out).unwrap();
+}
+
+#[test]
+fn lookup_rejects_unknown_and_overlong_names() {
+    assert!(lookup(b"nosuchcommand").is_none());
+    assert!(lookup(b"").is_none());
+    assert!(lookup(&[b'g'; 100]).is_none());
+    assert!(lookup(b"mIgRaTeSlOtS").is_some());
+}
+
+/// The data path takes a command's keys from its (first, last, step) range
+/// when that range is exact; it must agree with the key specs for every
+/// command and argument count.
+#[test]
+fn legacy_key_range_agrees_with_key_specs() {
+    let mut checked = 0;
+    for top in all() {
+        let specs: Vec<&CommandSpec> = if top.subcommands.is_empty() {
+            vec![top]
+        } else {
+            top.subcommands.iter().collect()
+        };
+        for spec in specs {
+            let min = spec.arity.unsigned_abs() as usize;
+            for argc in min..min + 7 {
+                let mut a: Vec<Bytes> = vec![Bytes::from_static(top.name.as_bytes())];
+                if !top.subcommands.is_empty() {
+                    a.push(Bytes::copy_from_slice(spec.short_name().as_bytes()));
+                }
+                while a.len() < argc {
+                    a.push(Bytes::from(format!("a{}", a.len())));
+                }
+                let Some(range) = crate::cmd::legacy_key_range(spec, a.len()) else {
+                    continue;
+                };
+                let Ok(want) = key_indices(spec, &a) else {
+                    continue;
+                };
+                let got: Vec<usize> = range.filter(|&i| i < a.len()).collect();
+                assert_eq!(got, want, "{} with {} arguments", spec.name, a.len());
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 500, "only {checked} cases checked");
 }

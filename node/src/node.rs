@@ -26,6 +26,47 @@ pub fn unix_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// How long a thread reuses one reading of the wall clock to turn monotonic
+/// instants into Unix milliseconds.
+const WALL_CLOCK_REUSE: std::time::Duration = std::time::Duration::from_millis(20);
+
+thread_local! {
+    static WALL_BASE: std::cell::Cell<Option<(std::time::Instant, i64)>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// The Unix time in milliseconds at `at`, a monotonic instant taken
+/// recently. The data path already reads the monotonic clock once per
+/// command (for the slowlog); this derives the wall time from it with a
+/// wall-clock reading at most [`WALL_CLOCK_REUSE`] old, so a command costs
+/// one clock read instead of two. A step of the system clock is seen within
+/// that period.
+pub fn unix_ms_at(at: std::time::Instant) -> i64 {
+    WALL_BASE.with(|cell| {
+        let (base_at, base_us) = match cell.get() {
+            Some((b, us)) if at >= b && at - b < WALL_CLOCK_REUSE => (b, us),
+            _ => {
+                let fresh = (std::time::Instant::now(), unix_us());
+                cell.set(Some(fresh));
+                fresh
+            }
+        };
+        let us = if at >= base_at {
+            base_us + (at - base_at).as_micros() as i64
+        } else {
+            base_us - (base_at - at).as_micros() as i64
+        };
+        us.div_euclid(1000)
+    })
+}
+
+fn unix_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
 /// Messages delivered to a connection from outside its own command flow.
 pub enum Push {
     /// A pub/sub message: kind ("message", "pmessage", "smessage"), the

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -492,6 +492,9 @@ impl Conn {
         let limits = ParseLimits {
             max_bulk_len: self.node.hot.proto_max_bulk_len.load(Ordering::Relaxed),
         };
+        // One clock read per command: each command starts when the one
+        // before it in this batch ended.
+        let mut clock = Instant::now();
         loop {
             let args = match self.pending.take() {
                 Some(a) => a,
@@ -508,7 +511,8 @@ impl Conn {
             };
             let mark = self.out.len();
             let before = client.reply_mode;
-            let flow = cmd::dispatch(&self.node, client, &args, &mut self.out);
+            let (flow, ended) = cmd::dispatch_at(&self.node, client, &args, &mut self.out, clock);
+            clock = ended;
             // CLIENT REPLY SKIP drops the reply of the command after it.
             match (before, client.reply_mode) {
                 (ReplyMode::Skip, after) => {

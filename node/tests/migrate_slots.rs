@@ -581,3 +581,48 @@ fn migrateslots_cut_off_midway_is_finished_by_running_it_again() {
 fn migrateslots_cut_off_midway_is_repaired_by_redis_cli_fix() {
     interrupted_then_repaired(175, "fix");
 }
+
+/// MIGRATESLOTS.SET, the form in which MIGRATESLOTS sends string keys to a
+/// shardline target: it replaces any key of the name (of any type), sets
+/// the TTL from now, and rejects bad input with redis's errors.
+#[test]
+fn migrateslots_set_stores_strings_and_checks_input() {
+    let s = common::Server::start(&[]);
+    let mut c = s.conn();
+    assert_eq!(c.cmd(&["RPUSH", "k", "a", "b"]), Reply::Int(2));
+    assert_eq!(
+        c.cmd(&["MIGRATESLOTS.SET", "k", "0", "value"]),
+        Reply::Status("OK".into())
+    );
+    assert_eq!(c.cmd(&["TYPE", "k"]), Reply::Status("string".into()));
+    assert_eq!(c.cmd(&["GET", "k"]), Reply::bulk("value"));
+    assert_eq!(c.cmd(&["PTTL", "k"]), Reply::Int(-1));
+    assert_eq!(
+        c.cmd(&["MIGRATESLOTS.SET", "k", "60000", "other"]),
+        Reply::Status("OK".into())
+    );
+    assert_eq!(c.cmd(&["GET", "k"]), Reply::bulk("other"));
+    let pttl = c.cmd(&["PTTL", "k"]).int();
+    assert!(pttl > 50_000 && pttl <= 60_000, "PTTL {pttl}");
+    // Overwriting without a TTL clears the old one.
+    c.cmd(&["MIGRATESLOTS.SET", "k", "0", "third"]);
+    assert_eq!(c.cmd(&["PTTL", "k"]), Reply::Int(-1));
+    assert_eq!(
+        c.cmd(&["MIGRATESLOTS.SET", "k", "-5", "v"]),
+        Reply::Error("ERR Invalid TTL value, must be >= 0".into())
+    );
+    assert_eq!(
+        c.cmd(&["MIGRATESLOTS.SET", "k", "soon", "v"]),
+        Reply::Error("ERR value is not an integer or out of range".into())
+    );
+    assert_eq!(
+        c.cmd(&["MIGRATESLOTS.SET", "k", "0"]),
+        Reply::Error("ERR wrong number of arguments for 'migrateslots.set' command".into())
+    );
+    assert_eq!(c.cmd(&["GET", "k"]), Reply::bulk("third"));
+    // COMMAND INFO describes it (MIGRATESLOTS asks a target this way).
+    match c.cmd(&["COMMAND", "INFO", "migrateslots.set"]) {
+        Reply::Array(v) => assert!(matches!(&v[..], [Reply::Array(_)]), "{v:?}"),
+        other => panic!("COMMAND INFO: {other:?}"),
+    }
+}

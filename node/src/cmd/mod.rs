@@ -17,6 +17,7 @@ pub mod set;
 pub mod strings;
 pub mod zset;
 
+use crate::engine::{KeyHints, KEY_HINTS_MAX};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
@@ -122,6 +123,50 @@ pub struct Client {
     pub is_master: bool,
     /// REPLCONF facts a replica sent before SYNC/PSYNC.
     pub repl_hello: Option<crate::replication::master::ReplicaHello>,
+    /// Unix milliseconds at which the running command started (0 outside
+    /// a command): the time its views see.
+    pub cmd_now_ms: i64,
+    /// The last command name this client sent, exactly as sent, with its
+    /// spec: a pipeline repeats one command, and comparing a few bytes is
+    /// cheaper than looking the name up.
+    cmd_cache: Option<CmdCache>,
+}
+
+#[derive(Clone, Copy)]
+struct CmdCache {
+    name: [u8; CMD_CACHE_NAME],
+    len: u8,
+    spec: &'static CommandSpec,
+}
+
+const CMD_CACHE_NAME: usize = 16;
+
+/// [`resolve`] through the client's one-entry cache of its last command
+/// (commands without subcommands only).
+fn resolve_cached(
+    client: &mut Client,
+    args: &[Bytes],
+) -> Result<(&'static CommandSpec, &'static CommandSpec), CmdError> {
+    let name = &args[0];
+    if let Some(c) = &client.cmd_cache {
+        if usize::from(c.len) == name.len()
+            && c.name[..name.len()] == name[..]
+            && arity_ok(c.spec.arity, args.len())
+        {
+            return Ok((c.spec, c.spec));
+        }
+    }
+    let (top, spec) = resolve(args)?;
+    if top.subcommands.is_empty() && name.len() <= CMD_CACHE_NAME {
+        let mut c = CmdCache {
+            name: [0; CMD_CACHE_NAME],
+            len: name.len() as u8,
+            spec: top,
+        };
+        c.name[..name.len()].copy_from_slice(name);
+        client.cmd_cache = Some(c);
+    }
+    Ok((top, spec))
 }
 
 impl Client {
@@ -147,6 +192,8 @@ impl Client {
             serving_key: None,
             in_exec: false,
             asking: false,
+            cmd_cache: None,
+            cmd_now_ms: 0,
             readonly: false,
             open_slot: None,
             is_master: false,
@@ -197,7 +244,7 @@ pub struct Ctx<'n, 'c, 'o> {
     pub client: &'c mut Client,
     pub args: &'c [Bytes],
     pub out: ReplyWriter<'o>,
-    pub view: Option<View<'n>>,
+    pub view: &'c mut Option<View<'n>>,
     pub spec: &'static CommandSpec,
     pub flow: Flow,
 }
@@ -371,10 +418,6 @@ fn allowed_in_pubsub(name: &str) -> bool {
     )
 }
 
-/// Slots of key arguments, by argument address and length (see
-/// `View::key_hints`).
-type KeyHints = SmallVec<[(usize, usize, u16); 16]>;
-
 /// The shards a command's keys live on, sorted and deduplicated, and the
 /// slots of its key arguments (hints for the view).
 fn shards_for<'a>(
@@ -393,7 +436,7 @@ fn shards_for<'a>(
         };
         prev = Some((&k[..], slot));
         ids.push(node.keyspace.shard_of_slot(slot));
-        if hints.len() < 16 {
+        if hints.len() < KEY_HINTS_MAX {
             hints.push((k.as_ptr() as usize, k.len(), slot as u16));
         }
     };
@@ -405,7 +448,13 @@ fn shards_for<'a>(
         }
         return (ids, hints);
     }
-    if let Ok(idx) = cmdspec::key_indices(spec, args) {
+    if let Some(range) = legacy_key_range(spec, args.len()) {
+        for i in range {
+            if let Some(k) = args.get(i) {
+                add(k);
+            }
+        }
+    } else if let Ok(idx) = cmdspec::key_indices(spec, args) {
         for i in idx {
             if let Some(k) = args.get(i) {
                 add(k);
@@ -415,6 +464,37 @@ fn shards_for<'a>(
     ids.sort_unstable();
     ids.dedup();
     (ids, hints)
+}
+
+/// The positions of a command's keys from its (first, last, step) range,
+/// when that range is exact: the command's keys do not move
+/// (`movablekeys`), it has no subcommands and no key spec names a channel
+/// instead of a key. MSET, MGET, DEL and the like
+/// take this path, which allocates nothing (the key-spec walk builds
+/// vectors).
+pub(crate) fn legacy_key_range(
+    spec: &CommandSpec,
+    argc: usize,
+) -> Option<std::iter::StepBy<std::ops::RangeInclusive<usize>>> {
+    if spec.flags & flag::MOVABLEKEYS != 0
+        || !spec.subcommands.is_empty()
+        || spec.first_key <= 0
+        // SPUBLISH and friends: the range names a channel, not a key.
+        || spec
+            .key_specs
+            .iter()
+            .any(|k| k.flags & cmdspec::key::NOT_KEY != 0)
+    {
+        return None;
+    }
+    let first = spec.first_key as usize;
+    let last = if spec.last_key < 0 {
+        (argc as i64 + i64::from(spec.last_key)).max(0) as usize
+    } else {
+        spec.last_key as usize
+    };
+    let step = usize::try_from(spec.step).ok().filter(|&s| s > 0)?;
+    Some((first..=last.min(argc.saturating_sub(1))).step_by(step))
 }
 
 /// The one shard a command's keys live on, when it touches keys of a
@@ -623,7 +703,11 @@ pub fn make_view<'a>(
     client: &Client,
     guards: crate::engine::Guards<'a>,
 ) -> View<'a> {
-    let now = unix_ms();
+    let now = if client.cmd_now_ms > 0 {
+        client.cmd_now_ms
+    } else {
+        unix_ms()
+    };
     let mut v = View::new(
         &node.keyspace,
         guards,
@@ -717,16 +801,42 @@ pub fn dispatch(
     args: &[Bytes],
     out: &mut bytes::BytesMut,
 ) -> Flow {
+    dispatch_at(node, client, args, out, Instant::now()).0
+}
+
+/// [`dispatch`] for a command that started at `started`, which a caller
+/// running a pipeline takes from the end of the previous command (one
+/// clock read per command). Returns the flow and the instant it ended.
+pub fn dispatch_at(
+    node: &Arc<Node>,
+    client: &mut Client,
+    args: &[Bytes],
+    out: &mut bytes::BytesMut,
+    started: Instant,
+) -> (Flow, Instant) {
+    client.cmd_now_ms = crate::node::unix_ms_at(started);
+    let flow = dispatch_inner(node, client, args, out, started);
+    client.cmd_now_ms = 0;
+    flow
+}
+
+fn dispatch_inner(
+    node: &Arc<Node>,
+    client: &mut Client,
+    args: &[Bytes],
+    out: &mut bytes::BytesMut,
+    started: Instant,
+) -> (Flow, Instant) {
     let mut w = ReplyWriter::new(out, client.proto);
     client.pending_cmds += 1;
-    let (top, spec) = match resolve(args) {
+    let (top, spec) = match resolve_cached(client, args) {
         Ok(s) => s,
         Err(e) => {
             node.stats
                 .total_error_replies
                 .fetch_add(1, Ordering::Relaxed);
             reject(node, client, args, &mut w, &e.0);
-            return Flow::Continue;
+            return (Flow::Continue, started);
         }
     };
     let name = top.name;
@@ -738,7 +848,7 @@ pub fn dispatch(
             &mut w,
             "NOAUTH Authentication required.",
         );
-        return Flow::Continue;
+        return (Flow::Continue, started);
     }
     if client.in_pubsub_context() && !allowed_in_pubsub(name) {
         let msg = format!(
@@ -746,14 +856,14 @@ pub fn dispatch(
             spec.name
         );
         reject(node, client, args, &mut w, &msg);
-        return Flow::Continue;
+        return (Flow::Continue, started);
     }
     let Some(entry) = handler(top) else {
         if client.multi.is_some() {
             client.multi_error = true;
         }
         w.error(&unknown_command(args).0);
-        return Flow::Continue;
+        return (Flow::Continue, started);
     };
     if let (Some(c), false) = (node.cluster.get(), client.is_master) {
         client.open_slot = None;
@@ -769,7 +879,7 @@ pub fn dispatch(
             }
             w.error(&e);
             client.asking = false;
-            return Flow::Continue;
+            return (Flow::Continue, started);
         }
         // ASKING holds for the next command, or for a whole transaction
         // when sent before MULTI (redis clears it after a command unless
@@ -790,7 +900,7 @@ pub fn dispatch(
                 &mut w,
                 "ERR Command not allowed inside a transaction",
             );
-            return Flow::Continue;
+            return (Flow::Continue, started);
         }
         if let Some(q) = client.multi.as_mut() {
             q.push(args.to_vec());
@@ -800,31 +910,32 @@ pub fn dispatch(
                 .store(q.len() as i64, Ordering::Relaxed);
         }
         w.simple("QUEUED");
-        return Flow::Continue;
+        return (Flow::Continue, started);
     }
     if let Some(e) = replication_check(node, client, spec) {
         node.stats
             .total_error_replies
             .fetch_add(1, Ordering::Relaxed);
         reject(node, client, args, &mut w, e);
-        return Flow::Continue;
+        return (Flow::Continue, started);
     }
     let is_write = pausable_write(client, spec);
     if !client.is_master {
         if let Some(until) = node.paused_for(is_write) {
-            return Flow::WaitPause(until);
+            return (Flow::WaitPause(until), started);
         }
     }
-    let started = Instant::now();
-    let (flow, view) = run_with_view(node, client, args, &mut w, spec, entry, None);
+    let mut view = None;
+    let flow = run_with_view(node, client, args, &mut w, spec, entry, &mut view);
     drop(view);
     if !client.ready_keys.is_empty() {
         let ready = std::mem::take(&mut client.ready_keys);
         serve_ready(node, ready);
     }
-    let micros = started.elapsed().as_micros() as u64;
+    let ended = Instant::now();
+    let micros = ended.saturating_duration_since(started).as_micros() as u64;
     after_call(node, client, args, spec, micros);
-    flow
+    (flow, ended)
 }
 
 /// Whether a client pause of writes holds this command: writes, commands
@@ -852,30 +963,29 @@ pub fn run_with_view<'n>(
     w: &mut ReplyWriter<'_>,
     spec: &'static CommandSpec,
     entry: Entry,
-    view: Option<View<'n>>,
-) -> (Flow, Option<View<'n>>) {
-    let mut view = match (view, entry.access) {
-        (Some(v), _) => Some(v),
-        (None, Access::None) => None,
-        (None, Access::Keys) => {
-            let (ids, hints) = shards_for(node, spec, args);
-            let guards = node.keyspace.lock(&ids);
-            let mut v = make_view(node, client, guards);
-            v.key_hints = hints;
-            Some(v)
+    view: &mut Option<View<'n>>,
+) -> Flow {
+    // The view is built in place and stays in the caller's slot: it is a
+    // few hundred bytes, and moving it in and out per command showed up as
+    // memcpy in profiles of pipelined traffic.
+    if view.is_none() {
+        match entry.access {
+            Access::None => {}
+            Access::Keys => {
+                let (ids, hints) = shards_for(node, spec, args);
+                let guards = node.keyspace.lock(&ids);
+                let v = view.insert(make_view(node, client, guards));
+                v.key_hints = hints;
+            }
+            Access::All => *view = Some(make_view(node, client, node.keyspace.lock_all())),
         }
-        (None, Access::All) => Some(make_view(node, client, node.keyspace.lock_all())),
-    };
+    }
     // A slot in migration: whether this command runs here is decided now
     // that its keys' shards are locked. EXEC judges its queue itself.
     if client.open_slot.is_some() && spec.name != "exec" {
         if let Some(os) = client.open_slot.take() {
-            let verdict = match view {
-                Some(mut v) => {
-                    let r = os.verdict(&mut v, std::iter::once((spec, args)));
-                    view = Some(v);
-                    r
-                }
+            let verdict = match view.as_mut() {
+                Some(v) => os.verdict(v, std::iter::once((spec, args))),
                 None => {
                     let (ids, _) = shards_for(node, spec, args);
                     let mut v = make_view(node, client, node.keyspace.lock(&ids));
@@ -887,7 +997,7 @@ pub fn run_with_view<'n>(
                     .total_error_replies
                     .fetch_add(1, Ordering::Relaxed);
                 ReplyWriter::new(w.buf, client.proto).error(&e);
-                return (Flow::Continue, view);
+                return Flow::Continue;
             }
         }
     }
@@ -902,7 +1012,8 @@ pub fn run_with_view<'n>(
         && node.pause_active.load(Ordering::Acquire)
     {
         if let Some(until) = node.paused_for(true) {
-            return (Flow::WaitPause(until), None);
+            *view = None;
+            return Flow::WaitPause(until);
         }
     }
     let out = ReplyWriter::new(w.buf, client.proto);
@@ -916,12 +1027,7 @@ pub fn run_with_view<'n>(
         flow: Flow::Continue,
     };
     let res = (entry.run)(&mut ctx);
-    let Ctx {
-        mut view,
-        flow,
-        mut out,
-        ..
-    } = ctx;
+    let Ctx { flow, mut out, .. } = ctx;
     // The hints point into `args`: never let them outlive this command.
     if let Some(v) = view.as_mut() {
         v.key_hints.clear();
@@ -975,7 +1081,7 @@ pub fn run_with_view<'n>(
     if let Some(v) = view.as_mut() {
         client.ready_keys.append(&mut v.ready);
     }
-    (flow, view)
+    flow
 }
 
 static NEXT_WAITER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -1011,13 +1117,18 @@ pub fn serve_ready(node: &Arc<Node>, ready: Vec<(usize, Bytes)>) {
             stand_in.serving_key = Some(key.clone());
             let mut buf = bytes::BytesMut::new();
             let mut wr = ReplyWriter::new(&mut buf, w.proto);
-            let mut cur = view.take();
-            if let Some(c) = cur.as_mut() {
+            if let Some(c) = view.as_mut() {
                 c.db = w.db;
             }
-            let (flow, back) =
-                run_with_view(node, &mut stand_in, &w.args, &mut wr, spec, entry, cur);
-            view = back;
+            let flow = run_with_view(
+                node,
+                &mut stand_in,
+                &w.args,
+                &mut wr,
+                spec,
+                entry,
+                &mut view,
+            );
             if matches!(flow, Flow::Block(_)) {
                 // Nothing left for this key after all.
                 w.unclaim();

@@ -198,13 +198,11 @@ fn exec(ctx: &mut Ctx) -> CmdResult {
                 let entry = super::table().get(top.name).copied();
                 match entry {
                     Some(entry) => {
-                        let mut v = view.take();
-                        if let Some(v) = v.as_mut() {
+                        if let Some(v) = view.as_mut() {
                             v.db = ctx.client.db;
                         }
-                        let (flow, back) =
-                            run_with_view(node, ctx.client, args, &mut w, spec, entry, v);
-                        view = back;
+                        let flow =
+                            run_with_view(node, ctx.client, args, &mut w, spec, entry, &mut view);
                         if matches!(flow, Flow::Close) {
                             ctx.flow = Flow::Close;
                         }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use super::{eq_ic, err, int_arg, parse_f64, parse_i64, Access, CmdError, CmdResult, Ctx, Entry};
 use super::{NOT_FLOAT, NOT_INTEGER, OVERFLOW, SYNTAX, WRONGTYPE};
-use crate::engine::{Value, ValueRef, View};
+use crate::engine::{ValueRef, View};
 
 pub fn register(m: &mut HashMap<&'static str, Entry>) {
     let k = |run| Entry {
@@ -177,10 +177,11 @@ fn set(ctx: &mut Ctx) -> CmdResult {
     } else {
         None
     };
+    // Only NX and XX need to know whether the key is there.
     let exists = if want_get {
         old.is_some()
     } else {
-        view.lookup_quiet(key)
+        cond != Cond::None && view.lookup_quiet(key)
     };
     let blocked = match cond {
         Cond::Nx => exists,
@@ -189,7 +190,7 @@ fn set(ctx: &mut Ctx) -> CmdResult {
     };
     if !blocked {
         let keep = exp == Exp::Keep;
-        view.set(key, Value::Str(value.to_vec()), keep);
+        view.set_str(key, value, keep);
         if let Exp::At(at) = exp {
             view.set_expire(key, Some(at));
             let ms = at.to_string();
@@ -219,7 +220,7 @@ fn setnx(ctx: &mut Ctx) -> CmdResult {
     if view.lookup_quiet(key) {
         ctx.out.int(0);
     } else {
-        view.set(key, Value::Str(value.to_vec()), false);
+        view.set_str(key, value, false);
         ctx.out.int(1);
     }
     Ok(())
@@ -230,7 +231,7 @@ fn setex_generic(ctx: &mut Ctx, unit: &[u8], name: &str) -> CmdResult {
     let now = ctx.view()?.now_ms;
     let at = expire_time(now, unit, amount, name)?;
     let view = ctx.view()?;
-    view.set(key, Value::Str(value.to_vec()), false);
+    view.set_str(key, value, false);
     view.set_expire(key, Some(at));
     let ms = at.to_string();
     view.propagate(&[b"SET", key, value, b"PXAT", ms.as_bytes()]);
@@ -250,7 +251,7 @@ fn getset(ctx: &mut Ctx) -> CmdResult {
     let (key, value) = (&ctx.args[1], &ctx.args[2]);
     let view = ctx.view()?;
     let old = read_str_w(view, key)?.map(|s| s.to_vec());
-    view.set(key, Value::Str(value.to_vec()), false);
+    view.set_str(key, value, false);
     view.propagate(&[b"SET", key, value]);
     match old {
         Some(o) => ctx.out.bulk(&o),
@@ -342,7 +343,7 @@ fn mset(ctx: &mut Ctx) -> CmdResult {
     let args = ctx.args;
     let view = ctx.view()?;
     for pair in args[1..].chunks(2) {
-        view.set(&pair[0], Value::Str(pair[1].to_vec()), false);
+        view.set_str(&pair[0], &pair[1], false);
     }
     ctx.out.ok();
     Ok(())
@@ -359,7 +360,7 @@ fn msetnx(ctx: &mut Ctx) -> CmdResult {
         }
     }
     for pair in args[1..].chunks(2) {
-        view.set(&pair[0], Value::Str(pair[1].to_vec()), false);
+        view.set_str(&pair[0], &pair[1], false);
     }
     ctx.out.int(1);
     Ok(())
@@ -388,7 +389,7 @@ fn append(ctx: &mut Ctx) -> CmdResult {
             n
         }
         None => {
-            view.set(key, Value::Str(tail.to_vec()), false);
+            view.set_str(key, tail, false);
             tail.len()
         }
     };

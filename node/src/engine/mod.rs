@@ -43,8 +43,14 @@ pub fn key_slot(key: &[u8]) -> usize {
             }
         }
     }
-    (crc16::State::<crc16::XMODEM>::calculate(k) as usize) & (SLOTS - 1)
+    (KEY_CRC.checksum(k) as usize) & (SLOTS - 1)
 }
+
+/// CRC16/XMODEM with 16 lookup tables (slicing by 16 bytes): about three
+/// times faster than a byte-at-a-time table on typical keys, and this runs
+/// for every key of every command.
+static KEY_CRC: crc::Crc<u16, crc::Table<16>> =
+    crc::Crc::<u16, crc::Table<16>>::new(&crc::CRC_16_XMODEM);
 
 /// One database's share of a shard: the tables of the slots it owns.
 #[derive(Default)]
@@ -255,8 +261,16 @@ pub struct View<'a> {
     /// Slots already computed for the running command's key arguments,
     /// by the address and length of the argument. Valid only while those
     /// arguments are alive: set before a command runs, cleared after.
-    pub key_hints: SmallVec<[(usize, usize, u16); 16]>,
+    pub key_hints: KeyHints,
 }
+
+/// Slots of a command's first key arguments: (address, length, slot). A
+/// few entries, kept inline: the view holding them is built for every
+/// command, and keys beyond these are hashed again (a few nanoseconds).
+pub type KeyHints = SmallVec<[(usize, usize, u16); KEY_HINTS_MAX]>;
+
+/// How many key slots a view remembers (see [`KeyHints`]).
+pub const KEY_HINTS_MAX: usize = 4;
 
 impl<'a> View<'a> {
     #[allow(clippy::too_many_arguments)]
@@ -482,6 +496,37 @@ impl<'a> View<'a> {
         self.dirty += 1;
         self.signal_ready(key);
         old
+    }
+
+    /// Stores a string value (SET, MSET, SETEX...): [`View::set`] without
+    /// building a `Value` or handing back the old string. Returns whether
+    /// the key existed.
+    pub fn set_str(&mut self, key: &[u8], value: &[u8], keep_ttl: bool) -> bool {
+        self.expire_if_needed(key);
+        let db = self.db;
+        let clock = match self.lfu {
+            Some(_) => table::lfu_initial(now_minutes()),
+            None => self.lru_clock,
+        };
+        let (shard, slot) = self.shard_for_write(key);
+        let existed = match shard.dbs[db]
+            .table_create(slot)
+            .insert_str(key, value, keep_ttl, clock)
+        {
+            Ok(existed) => existed,
+            Err(old) => {
+                self.free_value(old);
+                true
+            }
+        };
+        let (shard, _) = self.shard_for(key);
+        if !existed {
+            shard.dbs[db].keys += 1;
+        }
+        bump_watch(&mut shard.watch, db, key);
+        self.dirty += 1;
+        self.signal_ready(key);
+        existed
     }
 
     /// Replaces the bytes of an existing string keeping its TTL (APPEND,

@@ -231,6 +231,8 @@ impl SlotTable {
     }
 
     pub fn expire_at(&self, key: &[u8]) -> Option<i64> {
+        // No key of this slot has a TTL: nothing to look up.
+        self.expires.as_ref()?;
         let e = self.find(key)?;
         if e.is_volatile() {
             self.expires.as_ref().and_then(|x| x.get(key).copied())
@@ -313,6 +315,66 @@ impl SlotTable {
                 .insert(Box::from(key), t);
         }
         old_value
+    }
+
+    /// Stores a string under `key` (SET and friends). Unlike [`insert`],
+    /// it returns only whether the key existed: an existing string is
+    /// overwritten in its entry (in its own allocation when the length is
+    /// unchanged), so the common overwrite costs one hash lookup and no
+    /// allocation. An existing collection goes through [`insert`], which
+    /// hands the object back for the caller to free.
+    ///
+    /// [`insert`]: SlotTable::insert
+    pub fn insert_str(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        keep_ttl: bool,
+        clock: u32,
+    ) -> Result<bool, Value> {
+        let h = hash_key(key);
+        let mut meta = (clock.min(LRU_CLOCK_MAX) << LRU_SHIFT) | KIND_STR;
+        // Strings whose bytes would not fit redis's embstr stay "raw".
+        if value.len() > 44 {
+            meta |= RAW;
+        }
+        let mut drop_ttl = false;
+        match self.entries.find_mut(h, |e| e.key() == key) {
+            Some(e) if e.is_obj() => {
+                return match self.insert(key, Value::Str(value.to_vec()), keep_ttl, clock) {
+                    Some(old) => Err(old),
+                    None => Ok(false),
+                };
+            }
+            Some(e) => {
+                if e.is_volatile() {
+                    if keep_ttl {
+                        meta |= VOLATILE;
+                    } else {
+                        drop_ttl = true;
+                    }
+                }
+                if e.blob.len() == key.len() + value.len() {
+                    e.blob[key.len()..].copy_from_slice(value);
+                } else {
+                    e.blob = make_blob(key, value);
+                }
+                e.meta = meta;
+            }
+            None => {
+                let entry = Entry {
+                    blob: make_blob(key, value),
+                    klen: key.len() as u32,
+                    meta,
+                };
+                self.entries.insert_unique(h, entry, |e| hash_key(e.key()));
+                return Ok(false);
+            }
+        }
+        if drop_ttl {
+            self.unindex_expire(key);
+        }
+        Ok(true)
     }
 
     /// Replaces the bytes of an existing string, keeping its TTL (INCR,
