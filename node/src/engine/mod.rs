@@ -481,10 +481,7 @@ impl<'a> View<'a> {
     pub fn set(&mut self, key: &[u8], value: Value, keep_ttl: bool) -> Option<Value> {
         self.expire_if_needed(key);
         let db = self.db;
-        let clock = match self.lfu {
-            Some(_) => table::lfu_initial(now_minutes()),
-            None => self.lru_clock,
-        };
+        let clock = self.new_key_clock();
         let (shard, slot) = self.shard_for_write(key);
         let old = shard.dbs[db]
             .table_create(slot)
@@ -498,16 +495,22 @@ impl<'a> View<'a> {
         old
     }
 
+    /// The LRU clock (or, under an LFU policy, the initial counter) of a
+    /// value written now.
+    fn new_key_clock(&self) -> u32 {
+        match self.lfu {
+            Some(_) => table::lfu_initial(now_minutes()),
+            None => self.lru_clock,
+        }
+    }
+
     /// Stores a string value (SET, MSET, SETEX...): [`View::set`] without
     /// building a `Value` or handing back the old string. Returns whether
     /// the key existed.
     pub fn set_str(&mut self, key: &[u8], value: &[u8], keep_ttl: bool) -> bool {
         self.expire_if_needed(key);
         let db = self.db;
-        let clock = match self.lfu {
-            Some(_) => table::lfu_initial(now_minutes()),
-            None => self.lru_clock,
-        };
+        let clock = self.new_key_clock();
         let (shard, slot) = self.shard_for_write(key);
         let existed = match shard.dbs[db]
             .table_create(slot)
@@ -533,10 +536,7 @@ impl<'a> View<'a> {
     /// SETRANGE, INCR...). The encoding becomes raw when `raw`.
     pub fn update_str(&mut self, key: &[u8], bytes: Vec<u8>, raw: bool) {
         let db = self.db;
-        let clock = match self.lfu {
-            Some(_) => table::lfu_initial(now_minutes()),
-            None => self.lru_clock,
-        };
+        let clock = self.new_key_clock();
         let (shard, slot) = self.shard_for_write(key);
         if let Some(t) = shard.dbs[db].table_mut(slot) {
             if t.replace_str(key, &bytes, raw, clock) {
