@@ -1633,3 +1633,69 @@ fn keys_of_a_lost_slot_go_after_a_grace_period_unless_it_is_in_migration() {
     sim.run(10_000);
     assert_eq!(dropped(&sim), vec![b]);
 }
+
+/// A ping the source built before it heard of the handover still claims
+/// the slot. When the source's configEpoch is the newer one (it bumped it
+/// for another slot of the same repair, as `redis-cli --cluster fix` does
+/// slot after slot), that stale claim used to take the slot back from the
+/// target, which then gave it away: each node believed the other owned it.
+/// The target now ignores the source's claims of a slot it just took over,
+/// for a moment; after that, claims count as usual.
+#[test]
+fn a_stale_claim_from_the_source_does_not_undo_a_handover() {
+    let mut sim = form(2, 2, 43);
+    let slot = first_slot_of(&sim, 0);
+    let (a, b) = (sim.name(0), sim.name(1));
+    let (aid, bid) = (id_of(&sim, 0), id_of(&sim, 1));
+    sim.call(1, |m, now| {
+        m.set_slot(slot, &SetSlot::Importing(aid), 0, now)
+    })
+    .unwrap();
+    sim.call(0, |m, now| {
+        m.set_slot(slot, &SetSlot::Migrating(bid.clone()), 0, now)
+    })
+    .unwrap();
+    sim.run(50);
+    sim.call(1, |m, now| {
+        m.set_slot(slot, &SetSlot::Node(bid.clone()), 0, now)
+    })
+    .unwrap();
+    assert_eq!(sim.nodes[1].m.owner(slot), Some(b));
+    // The source's ping, built before its SETSLOT NODE, with an epoch
+    // newer than anything the target knows.
+    let newer = sim.nodes[1].m.current_epoch + 5;
+    let stale_ping = |sim: &Sim| {
+        let mut claim = SlotBitmap::new();
+        for s in 0..16384u16 {
+            if sim.nodes[0].m.owner(s) == Some(a) {
+                claim.set(s, true);
+            }
+        }
+        claim.set(slot, true);
+        let peer = &sim.nodes[1].m.nodes[&a];
+        let mut msg = ping(a, claim, newer, Vec::new());
+        msg.header.port = peer.port;
+        msg.header.cport = peer.cport;
+        (peer.inbound.expect("inbound link from the source"), msg)
+    };
+    let (link, msg) = stale_ping(&sim);
+    let now = sim.node_now(1);
+    sim.nodes[1].m.receive(link, msg, now);
+    sim.flush(1);
+    assert_eq!(
+        sim.nodes[1].m.owner(slot),
+        Some(b),
+        "the stale claim took the slot back"
+    );
+    // The source hears of the handover: both agree on the target.
+    sim.call(0, |m, now| m.set_slot(slot, &SetSlot::Node(bid), 0, now))
+        .unwrap();
+    let t = sim.run_until(10_000, |s| s.owns_everywhere(1, slot));
+    assert!(t.is_some(), "the slot did not settle on the target");
+    // Past the guard, a newer claim by the old source counts again.
+    sim.run(3_000);
+    let (link, msg) = stale_ping(&sim);
+    let now = sim.node_now(1);
+    sim.nodes[1].m.receive(link, msg, now);
+    assert_eq!(sim.nodes[1].m.owner(slot), Some(a));
+}

@@ -223,6 +223,19 @@ pub struct LinkInfo {
 #[error("{0}")]
 pub struct ClusterError(pub String);
 
+/// How long after `SETSLOT <slot> NODE <myself>` ends an import the
+/// source's claims of the slot are ignored. redis-cli sends the target its
+/// SETSLOT NODE a moment before the source; a ping the source built in
+/// between still claims the slot, and when the source's configEpoch is
+/// the newer one (it bumped it for another slot of the same repair, and
+/// the target had not heard, so it did not bump its own), that stale claim
+/// took the slot back. The source then took the target's word: each
+/// believed the other owned the slot and its keys were lost (seen about
+/// once in ten `redis-cli --cluster fix` runs after a cut MIGRATESLOTS).
+/// Past this time claims count as usual, so a source that really takes
+/// the slot back still gets it.
+const HANDOVER_GUARD_MS: u64 = 2000;
+
 fn cerr<T>(s: impl Into<String>) -> Result<T, ClusterError> {
     Err(ClusterError(s.into()))
 }
@@ -244,6 +257,10 @@ pub struct Machine {
     /// Slots we lost to a newer claim while holding keys there, with when
     /// their keys may be dropped (see `drop_lost_slot_keys`).
     lost_slots: BTreeMap<u16, u64>,
+    /// Slots handed over to us by `SETSLOT <slot> NODE <myself>` while we
+    /// were importing them: the node we imported from, and until when its
+    /// claims of the slot are taken as stale (see `HANDOVER_GUARD_MS`).
+    handed_over: BTreeMap<u16, (NodeName, u64)>,
     pub current_epoch: u64,
     pub last_vote_epoch: u64,
     pub state_ok: bool,
@@ -302,6 +319,7 @@ impl Machine {
             migrating: BTreeMap::new(),
             importing: BTreeMap::new(),
             lost_slots: BTreeMap::new(),
+            handed_over: BTreeMap::new(),
             current_epoch: 0,
             last_vote_epoch: 0,
             state_ok: false,
@@ -1501,6 +1519,16 @@ impl Machine {
                     if self.importing.contains_key(&slot) {
                         continue;
                     }
+                    // The node that handed this slot to us still claiming
+                    // it: a ping it built before it heard of the handover.
+                    if owner == Some(self.myself)
+                        && self
+                            .handed_over
+                            .get(&slot)
+                            .is_some_and(|(from, until)| from == sender && now < *until)
+                    {
+                        continue;
+                    }
                     let owner_epoch = owner
                         .and_then(|o| self.nodes.get(&o))
                         .map_or(0, |p| p.config_epoch);
@@ -1645,6 +1673,7 @@ impl Machine {
     pub fn tick(&mut self, now: u64) {
         self.cron_runs += 1;
         self.drop_lost_slot_keys(now);
+        self.handed_over.retain(|_, (_, until)| *until > now);
         self.check_manual_failover_timeout(now);
         let timeout = self.settings.node_timeout;
         let handshake_timeout = timeout.max(1000);
@@ -2057,6 +2086,7 @@ impl Machine {
         }
         if self.me().is_master() {
             self.importing.clear();
+            self.handed_over.clear();
             self.migrating.clear();
         }
         let myself = self.myself;
@@ -2079,6 +2109,7 @@ impl Machine {
         }
         self.flush_slots(now);
         self.importing.clear();
+        self.handed_over.clear();
         self.migrating.clear();
         let others: Vec<NodeName> = self.nodes.keys().filter(|n| **n != me).copied().collect();
         for n in others {

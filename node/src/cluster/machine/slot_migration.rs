@@ -2,7 +2,7 @@
 //! source, IMPORTING on the target) and the hand-over of a slot (NODE),
 //! with redis 7.0's rules and error strings.
 
-use super::{cerr, parse_name_bytes, ClusterError, Machine};
+use super::{cerr, parse_name_bytes, ClusterError, Machine, HANDOVER_GUARD_MS};
 use crate::cluster::wire::{self, NodeName, SLOTS};
 
 /// The action of CLUSTER SETSLOT slot ACTION [node-id].
@@ -64,6 +64,7 @@ impl Machine {
             return cerr("ERR Invalid or out of range slot");
         }
         let me = self.myself;
+        self.handed_over.remove(&slot);
         match action {
             SetSlot::Migrating(id) => {
                 if self.owner(slot) != Some(me) {
@@ -117,7 +118,14 @@ impl Machine {
                     self.save = true;
                     self.broadcast_pong(now, false);
                 }
-                if n == me && self.importing.remove(&slot).is_some() {
+                let imported_from = if n == me {
+                    self.importing.remove(&slot)
+                } else {
+                    None
+                };
+                if let Some(from) = imported_from {
+                    self.handed_over
+                        .insert(slot, (from, now + HANDOVER_GUARD_MS));
                     // A slot moved by hand: a new configEpoch lets the
                     // change win over the old owner's claim everywhere.
                     let (bumped, e) = self.bump_epoch();
