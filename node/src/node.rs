@@ -7,7 +7,7 @@ use std::sync::atomic::{
     AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
 };
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
@@ -28,10 +28,10 @@ pub fn unix_ms() -> i64 {
 
 /// How long a thread reuses one reading of the wall clock to turn monotonic
 /// instants into Unix milliseconds.
-const WALL_CLOCK_REUSE: std::time::Duration = std::time::Duration::from_millis(20);
+const WALL_CLOCK_REUSE: Duration = Duration::from_millis(20);
 
 thread_local! {
-    static WALL_BASE: std::cell::Cell<Option<(std::time::Instant, i64)>> =
+    static WALL_BASE: std::cell::Cell<Option<(Instant, i64)>> =
         const { std::cell::Cell::new(None) };
 }
 
@@ -41,12 +41,12 @@ thread_local! {
 /// wall-clock reading at most [`WALL_CLOCK_REUSE`] old, so a command costs
 /// one clock read instead of two. A step of the system clock is seen within
 /// that period.
-pub fn unix_ms_at(at: std::time::Instant) -> i64 {
+pub fn unix_ms_at(at: Instant) -> i64 {
     WALL_BASE.with(|cell| {
         let (base_at, base_us) = match cell.get() {
             Some((b, us)) if at >= b && at - b < WALL_CLOCK_REUSE => (b, us),
             _ => {
-                let fresh = (std::time::Instant::now(), unix_us());
+                let fresh = (Instant::now(), unix_us());
                 cell.set(Some(fresh));
                 fresh
             }

@@ -626,3 +626,42 @@ fn migrateslots_set_stores_strings_and_checks_input() {
         other => panic!("COMMAND INFO: {other:?}"),
     }
 }
+
+/// A target that answers MIGRATESLOTS' capability probe with a huge bulk
+/// length or endless nesting gets a clear error: nothing is allocated for
+/// it and nothing recurses without bound.
+#[test]
+fn migrateslots_refuses_a_hostile_target_reply() {
+    use std::io::{Read, Write};
+    let s = common::Server::start(&["--cluster-enabled", "yes"]);
+    let mut c = s.conn();
+    c.set_timeout(Duration::from_secs(10));
+    let deep = "*1\r\n".repeat(100_000);
+    for reply in ["*1\r\n$999999999999\r\n".to_string(), deep] {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port().to_string();
+        let fake = std::thread::spawn(move || {
+            let (mut sock, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = sock.read(&mut buf);
+            let _ = sock.write_all(reply.as_bytes());
+            // Hold the connection open until the node gives up on it.
+            let _ = sock.read(&mut buf);
+        });
+        let r = c.cmd(&[
+            "MIGRATESLOTS",
+            "127.0.0.1",
+            &port,
+            "2000",
+            "SLOTSRANGE",
+            "0",
+            "0",
+        ]);
+        assert_eq!(
+            r,
+            Reply::Error("ERR unexpected reply from the target".into())
+        );
+        fake.join().unwrap();
+    }
+    assert_eq!(c.cmd(&["PING"]), Reply::Status("PONG".into()));
+}

@@ -93,6 +93,9 @@ pub const BATCH_KEYS: usize = 1024;
 /// Most payload bytes per batch (a batch holds its shard's lock for its
 /// round trip: this bounds what other clients of the shard wait).
 pub const BATCH_BYTES: usize = 512 << 10;
+/// Largest bulk string and deepest nesting [`Target::any_reply`] accepts.
+const MAX_SKIPPED_BULK: i64 = 1 << 20;
+const MAX_REPLY_DEPTH: usize = 8;
 /// Most connections (and threads) moving keys at once.
 const MAX_WORKERS: usize = 4;
 
@@ -141,8 +144,15 @@ impl Target {
     }
 
     /// Reads one whole reply of any shape, returning its first line
-    /// (nested elements are read and dropped).
-    fn any_reply(&mut self) -> Result<Vec<u8>, CmdError> {
+    /// (nested elements are read and dropped). Only the short replies of
+    /// admin commands are expected: a bulk over [`MAX_SKIPPED_BULK`] or
+    /// nesting deeper than [`MAX_REPLY_DEPTH`] is an error, not an
+    /// allocation or a recursion a misbehaving target could blow up.
+    fn any_reply(&mut self, depth: usize) -> Result<Vec<u8>, CmdError> {
+        let unexpected = || CmdError::new("ERR unexpected reply from the target");
+        if depth > MAX_REPLY_DEPTH {
+            return Err(unexpected());
+        }
         let line = read_line(&mut self.conn).map_err(|_| io_error(false))?;
         let count = |l: &[u8]| -> i64 {
             std::str::from_utf8(&l[1..])
@@ -153,16 +163,22 @@ impl Target {
         match line.first() {
             Some(b'$') => {
                 let n = count(&line);
+                if n > MAX_SKIPPED_BULK {
+                    return Err(unexpected());
+                }
                 if n >= 0 {
-                    let mut body = vec![0u8; n as usize + 2];
-                    self.conn
-                        .read_exact(&mut body)
-                        .map_err(|_| io_error(false))?;
+                    let want = n as u64 + 2;
+                    let skipped =
+                        std::io::copy(&mut self.conn.by_ref().take(want), &mut std::io::sink())
+                            .map_err(|_| io_error(false))?;
+                    if skipped != want {
+                        return Err(io_error(false));
+                    }
                 }
             }
             Some(b'*') => {
                 for _ in 0..count(&line).clamp(0, 1 << 20) {
-                    self.any_reply()?;
+                    self.any_reply(depth + 1)?;
                 }
             }
             _ => {}
@@ -183,7 +199,7 @@ impl Target {
             // An error (or something unexpected, with nothing more to read).
             return Ok(false);
         }
-        let first = self.any_reply()?;
+        let first = self.any_reply(1)?;
         Ok(first.first() == Some(&b'*') && first.get(1) != Some(&b'-'))
     }
 

@@ -469,9 +469,8 @@ fn shards_for<'a>(
 /// The positions of a command's keys from its (first, last, step) range,
 /// when that range is exact: the command's keys do not move
 /// (`movablekeys`), it has no subcommands and no key spec names a channel
-/// instead of a key. MSET, MGET, DEL and the like
-/// take this path, which allocates nothing (the key-spec walk builds
-/// vectors).
+/// instead of a key. MSET, MGET, DEL and the like take this path, which
+/// allocates nothing (the key-spec walk builds vectors).
 pub(crate) fn legacy_key_range(
     spec: &CommandSpec,
     argc: usize,

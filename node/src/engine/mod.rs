@@ -512,21 +512,17 @@ impl<'a> View<'a> {
         let db = self.db;
         let clock = self.new_key_clock();
         let (shard, slot) = self.shard_for_write(key);
-        let existed = match shard.dbs[db]
+        let stored = shard.dbs[db]
             .table_create(slot)
-            .insert_str(key, value, keep_ttl, clock)
-        {
-            Ok(existed) => existed,
-            Err(old) => {
-                self.free_value(old);
-                true
-            }
-        };
-        let (shard, _) = self.shard_for(key);
+            .insert_str(key, value, keep_ttl, clock);
+        let existed = !matches!(stored, Ok(false));
         if !existed {
             shard.dbs[db].keys += 1;
         }
         bump_watch(&mut shard.watch, db, key);
+        if let Err(old) = stored {
+            self.free_value(old);
+        }
         self.dirty += 1;
         self.signal_ready(key);
         existed

@@ -107,6 +107,17 @@ impl Entry {
     }
 }
 
+/// The metadata word of a string of `len` bytes written at `clock`.
+/// Strings whose bytes would not fit redis's embstr stay "raw".
+fn str_meta(clock: u32, len: usize) -> u32 {
+    let meta = (clock.min(LRU_CLOCK_MAX) << LRU_SHIFT) | KIND_STR;
+    if len > 44 {
+        meta | RAW
+    } else {
+        meta
+    }
+}
+
 fn make_blob(key: &[u8], payload: &[u8]) -> Box<[u8]> {
     let mut v = Vec::with_capacity(key.len() + payload.len());
     v.extend_from_slice(key);
@@ -278,18 +289,14 @@ impl SlotTable {
             Some((v, exp)) => (Some(v), exp),
             None => (None, None),
         };
-        let mut meta = clock.min(LRU_CLOCK_MAX) << LRU_SHIFT;
+        let mut meta;
         let blob = match value {
             Value::Str(s) => {
-                meta |= KIND_STR;
-                // Strings whose bytes would not fit redis's embstr stay "raw".
-                if s.len() > 44 {
-                    meta |= RAW;
-                }
+                meta = str_meta(clock, s.len());
                 make_blob(key, &s)
             }
             Value::Obj(o) => {
-                meta |= KIND_OBJ;
+                meta = (clock.min(LRU_CLOCK_MAX) << LRU_SHIFT) | KIND_OBJ;
                 if self.objects.len() == self.objects.capacity()
                     && self.objects.len() < SLAB_EXACT_UPTO
                 {
@@ -333,11 +340,7 @@ impl SlotTable {
         clock: u32,
     ) -> Result<bool, Value> {
         let h = hash_key(key);
-        let mut meta = (clock.min(LRU_CLOCK_MAX) << LRU_SHIFT) | KIND_STR;
-        // Strings whose bytes would not fit redis's embstr stay "raw".
-        if value.len() > 44 {
-            meta |= RAW;
-        }
+        let mut meta = str_meta(clock, value.len());
         let mut drop_ttl = false;
         match self.entries.find_mut(h, |e| e.key() == key) {
             Some(e) if e.is_obj() => {
