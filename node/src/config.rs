@@ -844,15 +844,18 @@ config_table! {
     slowlog_max_len: i64 = "slowlog-max-len" [] Int { min: 0, max: U32_MAX }, "128", Mutable, Implemented;
     latency_monitor_threshold: i64 = "latency-monitor-threshold" [] Int { min: 0, max: LL_MAX }, "0", Mutable, Accepted;
     notify_keyspace_events: NotifyFlags = "notify-keyspace-events" [] Kind::NotifyKeyspaceEvents, "", Mutable, Accepted;
-    hash_max_listpack_entries: i64 = "hash-max-listpack-entries" ["hash-max-ziplist-entries"] Memory { min: 0, max: LL_MAX }, "128", Mutable, Accepted;
-    hash_max_listpack_value: i64 = "hash-max-listpack-value" ["hash-max-ziplist-value"] Memory { min: 0, max: LL_MAX }, "64", Mutable, Accepted;
-    list_max_listpack_size: i64 = "list-max-listpack-size" ["list-max-ziplist-size"] Int { min: I32_MIN, max: I32_MAX }, "-2", Mutable, Accepted;
+    hash_max_listpack_entries: i64 = "hash-max-listpack-entries" ["hash-max-ziplist-entries"] Memory { min: 0, max: LL_MAX }, "128", Mutable, Implemented;
+    hash_max_listpack_value: i64 = "hash-max-listpack-value" ["hash-max-ziplist-value"] Memory { min: 0, max: LL_MAX }, "64", Mutable, Implemented;
+    list_max_listpack_size: i64 = "list-max-listpack-size" ["list-max-ziplist-size"] Int { min: I32_MIN, max: I32_MAX }, "-2", Mutable, Implemented;
     list_compress_depth: i64 = "list-compress-depth" [] Int { min: 0, max: I32_MAX }, "0", Mutable, Accepted;
-    set_max_intset_entries: i64 = "set-max-intset-entries" [] Memory { min: 0, max: LL_MAX }, "512", Mutable, Accepted;
-    set_max_listpack_entries: i64 = "set-max-listpack-entries" [] Memory { min: 0, max: LL_MAX }, "128", Mutable, Accepted;
-    set_max_listpack_value: i64 = "set-max-listpack-value" [] Memory { min: 0, max: LL_MAX }, "64", Mutable, Accepted;
-    zset_max_listpack_entries: i64 = "zset-max-listpack-entries" ["zset-max-ziplist-entries"] Memory { min: 0, max: LL_MAX }, "128", Mutable, Accepted;
-    zset_max_listpack_value: i64 = "zset-max-listpack-value" ["zset-max-ziplist-value"] Memory { min: 0, max: LL_MAX }, "64", Mutable, Accepted;
+    set_max_intset_entries: i64 = "set-max-intset-entries" [] Memory { min: 0, max: LL_MAX }, "512", Mutable, Implemented;
+    set_max_listpack_entries: i64 = "set-max-listpack-entries" [] Memory { min: 0, max: LL_MAX }, "128", Mutable, Implemented;
+    set_max_listpack_value: i64 = "set-max-listpack-value" [] Memory { min: 0, max: LL_MAX }, "64", Mutable, Implemented;
+    zset_max_listpack_entries: i64 = "zset-max-listpack-entries" ["zset-max-ziplist-entries"] Memory { min: 0, max: LL_MAX }, "128", Mutable, Implemented;
+    zset_max_listpack_value: i64 = "zset-max-listpack-value" ["zset-max-ziplist-value"] Memory { min: 0, max: LL_MAX }, "64", Mutable, Implemented;
+    /// Lets the allocator return freed memory to the OS from its own
+    /// background threads, as redis's jemalloc-bg-thread does.
+    jemalloc_bg_thread: bool = "jemalloc-bg-thread" [] Bool, "yes", Mutable, Implemented;
     lazyfree_lazy_eviction: bool = "lazyfree-lazy-eviction" [] Bool, "no", Mutable, Accepted;
     lazyfree_lazy_expire: bool = "lazyfree-lazy-expire" [] Bool, "no", Mutable, Accepted;
     lazyfree_lazy_server_del: bool = "lazyfree-lazy-server-del" [] Bool, "no", Mutable, Accepted;

@@ -308,6 +308,7 @@ impl HotConfig {
         self.slowlog_max_len
             .store(nonneg(c.slowlog_max_len), Ordering::Relaxed);
         self.hz.store(c.hz.clamp(1, 500) as u32, Ordering::Relaxed);
+        crate::cmd::server::set_allocator_background_thread(c.jemalloc_bg_thread);
         let to_write = c.min_replicas_to_write.clamp(0, i64::from(u32::MAX)) as u64;
         let lag = c.min_replicas_max_lag.clamp(0, i64::from(u32::MAX)) as u64;
         self.min_replicas

@@ -766,6 +766,35 @@ fn info_fields_are_present_and_real() {
 }
 
 #[test]
+fn allocator_figures_report_and_purge() {
+    let s = Server::start(&[]);
+    let mut c = s.conn();
+    // Some heap to see: 2000 hashes.
+    for i in 0..2000 {
+        c.run(&format!("HSET h:{i} a 1 b 2"));
+    }
+    let allocated = info_int(&mut c, "memory", "allocator_allocated");
+    let active = info_int(&mut c, "memory", "allocator_active");
+    let resident = info_int(&mut c, "memory", "allocator_resident");
+    assert!(allocated > 100_000, "{allocated}");
+    assert!(active >= allocated && resident >= active, "{allocated} {active} {resident}");
+    let used = info_int(&mut c, "memory", "used_memory");
+    assert!(used.abs_diff(allocated) < allocated.unsigned_abs() / 4, "{used} {allocated}");
+    let report = c.run("MEMORY MALLOC-STATS").text();
+    assert!(report.contains("jemalloc statistics"), "{report}");
+    assert_eq!(c.run("MEMORY PURGE"), ok());
+    assert!(matches!(c.run("MEMORY PURGE now"), Reply::Error(_)));
+    // Purging frees no live data.
+    assert_eq!(c.run("HGET h:1999 b"), bulk("2"));
+    // The allocator's background threads follow the directive.
+    assert_eq!(c.run("CONFIG SET jemalloc-bg-thread no"), ok());
+    assert_eq!(
+        c.run("CONFIG GET jemalloc-bg-thread"),
+        Reply::Array(vec![bulk("jemalloc-bg-thread"), bulk("no")])
+    );
+}
+
+#[test]
 fn config_get() {
     let s = Server::start(&["--maxclients", "77"]);
     let mut c = s.conn();

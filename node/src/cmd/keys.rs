@@ -477,12 +477,24 @@ fn memory(ctx: &mut Ctx) -> CmdResult {
                 None => ctx.out.null(),
             }
         }
+        b"malloc-stats" if ctx.args.len() == 2 => {
+            let text = super::server::allocator_report();
+            ctx.out.verbatim(&text);
+        }
+        b"purge" if ctx.args.len() == 2 => {
+            super::server::allocator_purge();
+            ctx.out.ok();
+        }
         b"help" => {
             let lines = [
                 "MEMORY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
                 "USAGE <key> [SAMPLES <count>]",
                 "    Return memory in bytes used by <key> and its value. Nested values are",
                 "    sampled up to <count> times (default: 5, 0 means sample all).",
+                "MALLOC-STATS",
+                "    Return internal statistics report from the memory allocator.",
+                "PURGE",
+                "    Attempt to purge dirty pages for reclamation by the allocator.",
                 "HELP",
                 "    Prints this help.",
             ];

@@ -34,18 +34,85 @@ pub fn register(m: &mut HashMap<&'static str, Entry>) {
     m.insert("monitor", n(monitor));
 }
 
-/// Bytes allocated by the process's allocator.
-pub fn allocated_bytes() -> usize {
+/// The allocator's own figures, as redis reports them in INFO memory:
+/// bytes allocated, bytes in active pages, bytes resident (including the
+/// allocator's metadata), and the metadata alone.
+#[derive(Default, Clone, Copy)]
+pub struct AllocatorStats {
+    pub allocated: usize,
+    pub active: usize,
+    pub resident: usize,
+    pub metadata: usize,
+}
+
+pub fn allocator_stats() -> AllocatorStats {
     #[cfg(not(target_env = "msvc"))]
     {
         use tikv_jemalloc_ctl::{epoch, stats};
         if epoch::advance().is_ok() {
-            if let Ok(n) = stats::allocated::read() {
-                return n;
+            return AllocatorStats {
+                allocated: stats::allocated::read().unwrap_or(0),
+                active: stats::active::read().unwrap_or(0),
+                resident: stats::resident::read().unwrap_or(0),
+                metadata: stats::metadata::read().unwrap_or(0),
+            };
+        }
+    }
+    AllocatorStats::default()
+}
+
+/// Turns the allocator's background purging threads on or off
+/// (`jemalloc-bg-thread`); a no-op when the setting is unchanged.
+pub fn set_allocator_background_thread(on: bool) {
+    #[cfg(not(target_env = "msvc"))]
+    {
+        use tikv_jemalloc_ctl::background_thread;
+        if background_thread::read().is_ok_and(|cur| cur != on) {
+            if let Err(e) = background_thread::write(on) {
+                tracing::warn!("could not set jemalloc background threads to {on}: {e}");
             }
         }
     }
-    0
+    #[cfg(target_env = "msvc")]
+    let _ = on;
+}
+
+/// The allocator's statistics report (MEMORY MALLOC-STATS).
+pub fn allocator_report() -> String {
+    #[cfg(not(target_env = "msvc"))]
+    {
+        let mut out = Vec::new();
+        let opts = tikv_jemalloc_ctl::stats_print::Options::default();
+        if tikv_jemalloc_ctl::stats_print::stats_print(&mut out, opts).is_ok() {
+            return String::from_utf8_lossy(&out).into_owned();
+        }
+    }
+    "Stats not supported for the current allocator".to_string()
+}
+
+/// Returns the allocator's dirty pages of every arena to the OS
+/// (MEMORY PURGE).
+pub fn allocator_purge() {
+    #[cfg(not(target_env = "msvc"))]
+    {
+        // "arena.<MALLCTL_ARENAS_ALL>.purge": 4096 addresses all arenas.
+        let name = b"arena.4096.purge\0";
+        // SAFETY: `name` is a NUL-terminated static string; this mallctl
+        // neither reads nor writes a value, so every value pointer is null
+        // and the length zero, as jemalloc requires for it.
+        let rc = unsafe {
+            tikv_jemalloc_sys::mallctl(
+                name.as_ptr().cast(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                0,
+            )
+        };
+        if rc != 0 {
+            tracing::warn!("allocator purge failed: error {rc}");
+        }
+    }
 }
 
 /// Resident set size from /proc.
@@ -162,21 +229,27 @@ pub fn info_text(node: &Node, sections: &[String], sizes: Option<Vec<(usize, usi
         section("Clients", s);
     }
     if want("memory") {
-        let used = allocated_bytes();
+        let a = allocator_stats();
+        let used = a.allocated;
         let rss = rss_bytes();
-        let ratio = if used > 0 {
-            rss as f64 / used as f64
-        } else {
-            0.0
-        };
+        let div = |x: usize, y: usize| if y > 0 { x as f64 / y as f64 } else { 0.0 };
+        let ratio = div(rss, used);
         let s = format!(
-            "used_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{used}\r\nused_memory_peak_human:{}\r\nmaxmemory:{}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{}\r\nmem_fragmentation_ratio:{ratio:.2}\r\nmem_allocator:jemalloc\r\nlazyfree_pending_objects:0\r\n",
+            "used_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{used}\r\nused_memory_peak_human:{}\r\nallocator_allocated:{used}\r\nallocator_active:{}\r\nallocator_resident:{}\r\nallocator_metadata:{}\r\nallocator_frag_ratio:{:.2}\r\nallocator_frag_bytes:{}\r\nallocator_rss_ratio:{:.2}\r\nallocator_rss_bytes:{}\r\nmaxmemory:{}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{}\r\nmem_fragmentation_ratio:{ratio:.2}\r\nmem_fragmentation_bytes:{}\r\nmem_allocator:jemalloc\r\nlazyfree_pending_objects:0\r\n",
             human_bytes(used),
             human_bytes(rss),
             human_bytes(used),
+            a.active,
+            a.resident,
+            a.metadata,
+            div(a.active, used),
+            a.active as i64 - used as i64,
+            div(a.resident, a.active),
+            a.resident as i64 - a.active as i64,
             cfg.maxmemory,
             human_bytes(cfg.maxmemory as usize),
             cfg.maxmemory_policy.as_str(),
+            rss as i64 - used as i64,
         );
         section("Memory", s);
     }

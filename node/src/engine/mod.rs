@@ -9,6 +9,7 @@
 //! [`WriteStream`](crate::stream::WriteStream) while the shard locks are
 //! held, so the stream's order is consistent with the order of execution.
 
+pub mod key_index;
 pub mod object;
 pub mod snapshot;
 pub mod table;

@@ -11,10 +11,10 @@
 
 use std::hash::BuildHasher;
 
-use hashbrown::HashTable;
 use indexmap::IndexMap;
 use slab::Slab;
 
+use super::key_index::KeyIndex;
 use super::object::Object;
 
 /// Hasher shared by all tables of the process.
@@ -72,7 +72,10 @@ pub fn lfu_initial(now_min: u32) -> u32 {
 }
 
 pub struct Entry {
+    /// The key, followed by the value for a string.
     blob: Box<[u8]>,
+    /// A string's key length, or a collection's index in the slot's
+    /// object slab (a collection's blob is its key alone).
     klen: u32,
     meta: u32,
 }
@@ -80,21 +83,28 @@ pub struct Entry {
 impl Entry {
     #[inline]
     pub fn key(&self) -> &[u8] {
-        &self.blob[..self.klen as usize]
+        &self.blob[..self.key_len()]
     }
     #[inline]
+    pub fn key_len(&self) -> usize {
+        if self.is_obj() {
+            self.blob.len()
+        } else {
+            self.klen as usize
+        }
+    }
+    /// A string's value (empty for a collection).
+    #[inline]
     fn payload(&self) -> &[u8] {
-        &self.blob[self.klen as usize..]
+        &self.blob[self.key_len()..]
     }
     #[inline]
     fn is_obj(&self) -> bool {
         self.meta & KIND_MASK == KIND_OBJ
     }
+    #[inline]
     fn obj_index(&self) -> usize {
-        let p = self.payload();
-        let mut b = [0u8; 4];
-        b.copy_from_slice(&p[..4]);
-        u32::from_le_bytes(b) as usize
+        self.klen as usize
     }
     pub fn lru(&self) -> u32 {
         self.meta >> LRU_SHIFT
@@ -148,7 +158,7 @@ pub struct KeyMeta {
 
 #[derive(Default)]
 pub struct SlotTable {
-    entries: HashTable<Entry>,
+    entries: KeyIndex,
     objects: Slab<Object>,
     /// Created on the first key with a TTL: most slots have none, and the
     /// empty map would cost every slot its header.
@@ -174,7 +184,7 @@ impl SlotTable {
     }
 
     fn find(&self, key: &[u8]) -> Option<&Entry> {
-        self.entries.find(hash_key(key), |e| e.key() == key)
+        self.entries.find(key)
     }
 
     pub fn contains(&self, key: &[u8]) -> bool {
@@ -216,7 +226,7 @@ impl SlotTable {
     }
 
     pub fn touch(&mut self, key: &[u8], clock: u32) {
-        if let Some(e) = self.entries.find_mut(hash_key(key), |e| e.key() == key) {
+        if let Some(e) = self.entries.find_mut(key) {
             e.set_lru(clock);
         }
     }
@@ -225,7 +235,7 @@ impl SlotTable {
     /// minutes elapsed since the last decrement, then increments it
     /// logarithmically, as redis does. `r` is uniform in [0, 1).
     pub fn touch_lfu(&mut self, key: &[u8], now_min: u32, p: LfuParams, r: f64) {
-        if let Some(e) = self.entries.find_mut(hash_key(key), |e| e.key() == key) {
+        if let Some(e) = self.entries.find_mut(key) {
             let mut c = lfu_decayed(e.lru(), now_min, p);
             if c < 255 {
                 let base = f64::from(c.saturating_sub(LFU_INIT_VAL));
@@ -255,7 +265,7 @@ impl SlotTable {
     /// Sets or clears the expiry of an existing key. Returns false if the
     /// key does not exist.
     pub fn set_expire(&mut self, key: &[u8], when: Option<i64>) -> bool {
-        let Some(e) = self.entries.find_mut(hash_key(key), |e| e.key() == key) else {
+        let Some(e) = self.entries.find_mut(key) else {
             return false;
         };
         match when {
@@ -290,6 +300,7 @@ impl SlotTable {
             None => (None, None),
         };
         let mut meta;
+        let mut klen = key.len() as u32;
         let blob = match value {
             Value::Str(s) => {
                 meta = str_meta(clock, s.len());
@@ -302,20 +313,15 @@ impl SlotTable {
                 {
                     self.objects.reserve_exact(1);
                 }
-                let idx = self.objects.insert(o) as u32;
-                make_blob(key, &idx.to_le_bytes())
+                klen = self.objects.insert(o) as u32;
+                Box::from(key)
             }
         };
         if keep_ttl && old_expire.is_some() {
             meta |= VOLATILE;
         }
-        let entry = Entry {
-            blob,
-            klen: key.len() as u32,
-            meta,
-        };
-        self.entries
-            .insert_unique(hash_key(key), entry, |e| hash_key(e.key()));
+        let entry = Entry { blob, klen, meta };
+        self.entries.insert_unique(entry);
         if let (true, Some(t)) = (keep_ttl, old_expire) {
             self.expires
                 .get_or_insert_with(Default::default)
@@ -339,10 +345,9 @@ impl SlotTable {
         keep_ttl: bool,
         clock: u32,
     ) -> Result<bool, Value> {
-        let h = hash_key(key);
         let mut meta = str_meta(clock, value.len());
         let mut drop_ttl = false;
-        match self.entries.find_mut(h, |e| e.key() == key) {
+        match self.entries.find_mut(key) {
             Some(e) if e.is_obj() => {
                 return match self.insert(key, Value::Str(value.to_vec()), keep_ttl, clock) {
                     Some(old) => Err(old),
@@ -370,7 +375,7 @@ impl SlotTable {
                     klen: key.len() as u32,
                     meta,
                 };
-                self.entries.insert_unique(h, entry, |e| hash_key(e.key()));
+                self.entries.insert_unique(entry);
                 return Ok(false);
             }
         }
@@ -384,7 +389,7 @@ impl SlotTable {
     /// APPEND...): overwritten in place when the length is unchanged.
     /// False when the key is missing or holds a collection.
     pub fn replace_str(&mut self, key: &[u8], s: &[u8], raw: bool, clock: u32) -> bool {
-        let Some(e) = self.entries.find_mut(hash_key(key), |e| e.key() == key) else {
+        let Some(e) = self.entries.find_mut(key) else {
             return false;
         };
         if e.is_obj() {
@@ -406,7 +411,7 @@ impl SlotTable {
 
     /// Marks a string as raw-encoded (OBJECT ENCODING reports "raw").
     pub fn mark_raw(&mut self, key: &[u8]) {
-        if let Some(e) = self.entries.find_mut(hash_key(key), |e| e.key() == key) {
+        if let Some(e) = self.entries.find_mut(key) {
             if !e.is_obj() {
                 e.meta |= RAW;
             }
@@ -415,7 +420,7 @@ impl SlotTable {
 
     /// Marks a string as text that OBJECT ENCODING never reports as int.
     pub fn mark_noint(&mut self, key: &[u8]) {
-        if let Some(e) = self.entries.find_mut(hash_key(key), |e| e.key() == key) {
+        if let Some(e) = self.entries.find_mut(key) {
             if !e.is_obj() {
                 e.meta |= NOINT;
             }
@@ -423,10 +428,7 @@ impl SlotTable {
     }
 
     fn remove_inner(&mut self, key: &[u8], take_expire: bool) -> Option<(Value, Option<i64>)> {
-        let Ok(occ) = self.entries.find_entry(hash_key(key), |e| e.key() == key) else {
-            return None;
-        };
-        let (e, _) = occ.remove();
+        let e = self.entries.remove(key)?;
         let mut exp = None;
         if e.is_volatile() {
             let t = self.unindex_expire(key);
@@ -443,8 +445,8 @@ impl SlotTable {
             Value::Str(e.payload().to_vec())
         };
         if self.entries.is_empty() {
-            // Give the memory of an emptied slot back.
-            self.entries.shrink_to_fit(|e| hash_key(e.key()));
+            // Give the memory of an emptied slot back (the index frees
+            // its own).
             self.objects.shrink_to_fit();
         }
         Some((v, exp))
@@ -504,5 +506,91 @@ impl SlotTable {
             n += o.memory_usage();
         }
         Some(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::engine::types::zset::ZSetObj;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        SetStr(u8, u8),
+        SetObj(u8),
+        Del(u8),
+        Expire(u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        // Keys of one length (the index compares bytes) and of others.
+        prop_oneof![
+            (0u8..40, any::<u8>()).prop_map(|(k, v)| Op::SetStr(k, v)),
+            (0u8..40).prop_map(Op::SetObj),
+            (0u8..40).prop_map(Op::Del),
+            (0u8..40).prop_map(Op::Expire),
+        ]
+    }
+
+    fn key(k: u8) -> Vec<u8> {
+        if k % 3 == 0 {
+            format!("k{k}").into_bytes()
+        } else {
+            format!("key:{k:08}").into_bytes()
+        }
+    }
+
+    proptest! {
+        /// A slot's table agrees with a plain map while it grows past the
+        /// array index into a hash table and shrinks back, with strings and
+        /// collections (whose entries keep their slab index) mixed.
+        #[test]
+        fn slot_table_matches_a_model(ops in proptest::collection::vec(op(), 1..300)) {
+            let mut t = SlotTable::default();
+            let mut model: HashMap<Vec<u8>, (Option<u8>, bool)> = HashMap::new();
+            for o in ops {
+                match o {
+                    Op::SetStr(k, v) => {
+                        t.insert_str(&key(k), &[v; 3], false, 0).ok();
+                        model.insert(key(k), (Some(v), false));
+                    }
+                    Op::SetObj(k) => {
+                        t.insert(&key(k), Value::Obj(Object::ZSet(ZSetObj::default())), false, 0);
+                        model.insert(key(k), (None, false));
+                    }
+                    Op::Del(k) => {
+                        prop_assert_eq!(t.remove(&key(k)).is_some(), model.remove(&key(k)).is_some());
+                    }
+                    Op::Expire(k) => {
+                        let had = t.set_expire(&key(k), Some(1000 + i64::from(k)));
+                        prop_assert_eq!(had, model.contains_key(&key(k)));
+                        if let Some(m) = model.get_mut(&key(k)) {
+                            m.1 = true;
+                        }
+                    }
+                }
+                prop_assert_eq!(t.len(), model.len());
+            }
+            for k in 0u8..40 {
+                let kb = key(k);
+                match (t.get(&kb), model.get(&kb)) {
+                    (None, None) => {}
+                    (Some(ValueRef::Str(s)), Some((Some(v), _))) => prop_assert_eq!(s, &[*v; 3][..]),
+                    (Some(ValueRef::Obj(o)), Some((None, _))) => prop_assert_eq!(o.type_name(), "zset"),
+                    _ => prop_assert!(false, "key {:?} differs", kb),
+                }
+                let ttl = model.get(&kb).and_then(|m| m.1.then(|| 1000 + i64::from(k)));
+                prop_assert_eq!(t.expire_at(&kb), ttl);
+            }
+            let mut listed: Vec<&[u8]> = t.keys().collect();
+            listed.sort();
+            let mut want: Vec<&[u8]> = model.keys().map(|k| &k[..]).collect();
+            want.sort();
+            prop_assert_eq!(listed, want);
+        }
     }
 }
