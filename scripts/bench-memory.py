@@ -7,8 +7,11 @@
 
 Starts each server on a free port in a temporary directory, records RSS
 (/proc/PID/status VmRSS), loads the keys with pipelined requests, waits a
-second and records RSS again. Prints total RSS and growth per key for both,
-and their ratios. Both processes are killed at the end.
+second and records RSS again, then once more after SETTLE seconds (default
+15; 0 skips it), when both allocators have returned the pages freed during
+the load. Prints total RSS and growth per key for both, their ratios, and
+the allocator's own count (INFO used_memory) per key. Both processes are
+killed at the end.
 """
 import os
 import shutil
@@ -48,6 +51,22 @@ def wait_up(port):
         except OSError:
             time.sleep(0.05)
     raise RuntimeError("server on port %d did not start" % port)
+
+
+SETTLE = int(os.environ.get("SETTLE", "15"))
+
+
+def used_memory(port):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(encode(["INFO", "memory"]))
+    f = s.makefile("rb")
+    size = int(f.readline()[1:])
+    body = f.read(size + 2).decode()
+    s.close()
+    for line in body.split("\r\n"):
+        if line.startswith("used_memory:"):
+            return int(line.split(":")[1])
+    return 0
 
 
 def load(port, kind, n):
@@ -91,18 +110,30 @@ def main():
         try:
             wait_up(port)
             before = rss(p.pid)
+            used0 = used_memory(port)
             load(port, kind, n)
             time.sleep(1)
             after = rss(p.pid)
+            settled = after
+            if SETTLE > 0:
+                time.sleep(SETTLE)
+                settled = rss(p.pid)
+            used = used_memory(port) - used0
         finally:
             p.kill()
             p.wait()
             shutil.rmtree(d, ignore_errors=True)
-        res[name] = (before, after)
-        print("%s: RSS %.1f MB -> %.1f MB, %.0f bytes/key of growth"
-              % (name, before / 1e6, after / 1e6, (after - before) / n))
+        res[name] = (before, after, settled)
+        print("%s: RSS %.1f MB -> %.1f MB after 1 s (%.0f bytes/key of growth), %.1f MB after %d s"
+              " (%.0f bytes/key); allocator %.0f bytes/key"
+              % (name, before / 1e6, after / 1e6, (after - before) / n, settled / 1e6, SETTLE,
+                 (settled - before) / n, used / n))
     r, s = res["redis-server"], res["shardline-node"]
-    print("total RSS ratio %.2fx, growth ratio %.2fx" % (s[1] / r[1], (s[1] - s[0]) / (r[1] - r[0])))
+    print("after 1 s: total RSS ratio %.2fx, growth ratio %.2fx"
+          % (s[1] / r[1], (s[1] - s[0]) / (r[1] - r[0])))
+    if SETTLE > 0:
+        print("after %d s: total RSS ratio %.2fx, growth ratio %.2fx"
+              % (SETTLE, s[2] / r[2], (s[2] - s[0]) / (r[2] - r[0])))
 
 
 if __name__ == "__main__":

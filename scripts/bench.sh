@@ -6,14 +6,21 @@
 #   N=200000 scripts/bench.sh   # quicker
 #   TESTS=lpush,rpush,lpop,rpop,sadd,hset,spop,zadd,lrange_100,lrange_600 scripts/bench.sh
 #   MEMORY=0 scripts/bench.sh   # skip the memory measurement
+#   ROUNDS=5 scripts/bench.sh   # rounds per test (default 3)
+#   PIPELINES=1 scripts/bench.sh  # only without pipelining (default "1 16")
 #
-# Prints a Markdown table of requests/s and p99 latency, and the memory
-# figures for 1M keys (16-byte keys, 32-byte values).
+# Each test runs ROUNDS times against each server, alternating, so that a
+# burst of machine noise hits both; the table shows the median of each
+# server's rounds (requests/s and p99), the ratio of the medians, and the
+# lowest and highest ratio of a round. Also prints the memory figures for 1M
+# keys (16-byte keys, 32-byte values).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-1000000}
 C=${C:-50}
 TESTS=${TESTS:-set,get,incr,mset}
+ROUNDS=${ROUNDS:-3}
+PIPELINES=${PIPELINES:-1 16}
 cargo build --release -p shardline-node >/dev/null
 NODE=target/release/shardline-node
 command -v redis-server >/dev/null || { echo "redis-server not found: run the README's test command first" >&2; exit 1; }
@@ -46,21 +53,31 @@ r=csv.reader(sys.stdin); next(r)
 for row in r: print(row[0].split()[0], row[1], row[6])'
 }
 
-echo "# redis-benchmark -c $C -n $N  ($(nproc) cores, $(date -u +%F))"
+echo "# redis-benchmark -c $C -n $N, $ROUNDS rounds per test, medians  ($(nproc) cores, $(date -u +%F))"
 read -r rp _ < <(start_redis)
 read -r np _ < <(start_node)
-for P in 1 16; do
+for P in $PIPELINES; do
   echo
   echo "## pipeline $P"
-  echo "| test | redis-server rps | shardline rps | ratio | redis p99 ms | shardline p99 ms |"
-  echo "|---|---|---|---|---|---|"
-  # One test at a time, alternating servers, so machine noise hits both.
+  echo "| test | redis-server rps | shardline rps | ratio | round ratios | redis p99 ms | shardline p99 ms |"
+  echo "|---|---|---|---|---|---|---|"
   for t in ${TESTS//,/ }; do
-    # Pick the test's own row (LRANGE_* runs an LPUSH first).
-    read -r t1 r1 l1 < <(TESTS=$t bench "$rp" -P "$P" | awk -v t="${t^^}" '$1==t' | head -1)
-    read -r t2 r2 l2 < <(TESTS=$t bench "$np" -P "$P" | awk -v t="${t^^}" '$1==t' | head -1)
-    ratio=$(python3 -c "print(f'{$r2/$r1:.2f}x')")
-    echo "| $t1 | $r1 | $r2 | $ratio | $l1 | $l2 |"
+    rows=""
+    for _ in $(seq "$ROUNDS"); do
+      # Pick the test's own row (LRANGE_* runs an LPUSH first).
+      read -r t1 r1 l1 < <(TESTS=$t bench "$rp" -P "$P" | awk -v t="${t^^}" '$1==t' | head -1)
+      read -r _ r2 l2 < <(TESTS=$t bench "$np" -P "$P" | awk -v t="${t^^}" '$1==t' | head -1)
+      rows="$rows$r1 $l1 $r2 $l2
+"
+    done
+    printf '%s' "$rows" | python3 -c '
+import statistics, sys
+name = sys.argv[1]
+rows = [list(map(float, l.split())) for l in sys.stdin if l.strip()]
+med = lambda i: statistics.median(r[i] for r in rows)
+ratios = [r[2] / r[0] for r in rows]
+print(f"| {name} | {med(0):.0f} | {med(2):.0f} | {med(2) / med(0):.2f}x | "
+      f"{min(ratios):.2f}x-{max(ratios):.2f}x | {med(1):.3f} | {med(3):.3f} |")' "$t1"
   done
 done
 redis-cli -p "$rp" shutdown nosave >/dev/null 2>&1 || true

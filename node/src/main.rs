@@ -79,7 +79,7 @@ fn main() -> ExitCode {
         }
     }
     let pidfile = cfg.pidfile.clone();
-    let threads = cfg.effective_shards().max(1);
+    let threads = cfg.effective_worker_threads();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .enable_all()

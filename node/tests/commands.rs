@@ -777,9 +777,15 @@ fn allocator_figures_report_and_purge() {
     let active = info_int(&mut c, "memory", "allocator_active");
     let resident = info_int(&mut c, "memory", "allocator_resident");
     assert!(allocated > 100_000, "{allocated}");
-    assert!(active >= allocated && resident >= active, "{allocated} {active} {resident}");
+    assert!(
+        active >= allocated && resident >= active,
+        "{allocated} {active} {resident}"
+    );
     let used = info_int(&mut c, "memory", "used_memory");
-    assert!(used.abs_diff(allocated) < allocated.unsigned_abs() / 4, "{used} {allocated}");
+    assert!(
+        used.abs_diff(allocated) < allocated.unsigned_abs() / 4,
+        "{used} {allocated}"
+    );
     let report = c.run("MEMORY MALLOC-STATS").text();
     assert!(report.contains("jemalloc statistics"), "{report}");
     assert_eq!(c.run("MEMORY PURGE"), ok());

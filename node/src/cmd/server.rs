@@ -173,7 +173,7 @@ pub fn info_text(node: &Node, sections: &[String], sizes: Option<Vec<(usize, usi
         let mut s = String::new();
         let _ = write!(
             s,
-            "redis_version:{}\r\nshardline_version:{}\r\nredis_git_sha1:00000000\r\nredis_git_dirty:0\r\nredis_build_id:0\r\nredis_mode:{}\r\nos:{} {}\r\narch_bits:64\r\nmonotonic_clock:POSIX clock_gettime\r\nmultiplexing_api:epoll\r\natomicvar_api:c11-builtin\r\ngcc_version:0.0.0\r\nprocess_id:{}\r\nprocess_supervised:no\r\nrun_id:{}\r\ntcp_port:{}\r\nserver_time_usec:{}\r\nuptime_in_seconds:{}\r\nuptime_in_days:{}\r\nhz:{}\r\nconfigured_hz:{}\r\nlru_clock:{}\r\nexecutable:{}\r\nconfig_file:{}\r\nio_threads_active:0\r\nshard_engines:{}\r\nshutdown_in_milliseconds:{}\r\n",
+            "redis_version:{}\r\nshardline_version:{}\r\nredis_git_sha1:00000000\r\nredis_git_dirty:0\r\nredis_build_id:0\r\nredis_mode:{}\r\nos:{} {}\r\narch_bits:64\r\nmonotonic_clock:POSIX clock_gettime\r\nmultiplexing_api:epoll\r\natomicvar_api:c11-builtin\r\ngcc_version:0.0.0\r\nprocess_id:{}\r\nprocess_supervised:no\r\nrun_id:{}\r\ntcp_port:{}\r\nserver_time_usec:{}\r\nuptime_in_seconds:{}\r\nuptime_in_days:{}\r\nhz:{}\r\nconfigured_hz:{}\r\nlru_clock:{}\r\nexecutable:{}\r\nconfig_file:{}\r\nio_threads_active:0\r\nshard_engines:{}\r\nworker_threads:{}\r\nshutdown_in_milliseconds:{}\r\n",
             crate::REDIS_VERSION,
             env!("CARGO_PKG_VERSION"),
             if cfg.cluster_enabled { "cluster" } else { "standalone" },
@@ -191,6 +191,7 @@ pub fn info_text(node: &Node, sections: &[String], sizes: Option<Vec<(usize, usi
             std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default(),
             node.config_path.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
             node.keyspace.nshards(),
+            cfg.effective_worker_threads(),
             node.shutdown_ctl.remaining_ms(),
         );
         section("Server", s);
