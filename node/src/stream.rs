@@ -156,21 +156,23 @@ fn digits(mut n: usize) -> usize {
 }
 
 /// The length of `encode(args)` without encoding.
-fn encoded_len(args: &[&[u8]]) -> usize {
+fn encoded_len<A: AsRef<[u8]>>(args: &[A]) -> usize {
     let mut n = 3 + digits(args.len());
     for a in args {
+        let a = a.as_ref();
         n += 5 + digits(a.len()) + a.len();
     }
     n
 }
 
 /// RESP-encodes a command as a multibulk array.
-pub fn encode(buf: &mut BytesMut, args: &[&[u8]]) {
+pub fn encode<A: AsRef<[u8]>>(buf: &mut BytesMut, args: &[A]) {
     let mut ib = itoa::Buffer::new();
     buf.put_u8(b'*');
     buf.put_slice(ib.format(args.len()).as_bytes());
     buf.put_slice(b"\r\n");
     for a in args {
+        let a = a.as_ref();
         buf.put_u8(b'$');
         buf.put_slice(ib.format(a.len()).as_bytes());
         buf.put_slice(b"\r\n");
@@ -230,7 +232,7 @@ impl WriteStream {
     }
 
     /// Appends one effect executed in database `db`.
-    pub fn append(&self, db: usize, args: &[&[u8]]) {
+    pub fn append<A: AsRef<[u8]>>(&self, db: usize, args: &[A]) {
         self.append_in(Some(db), args);
     }
 
@@ -240,7 +242,7 @@ impl WriteStream {
         self.append_in(None, args);
     }
 
-    fn append_in(&self, db: Option<usize>, args: &[&[u8]]) {
+    fn append_in<A: AsRef<[u8]>>(&self, db: Option<usize>, args: &[A]) {
         if !self.active.load(Ordering::Acquire) {
             self.offset
                 .fetch_add(encoded_len(args) as u64, Ordering::Relaxed);
@@ -251,7 +253,7 @@ impl WriteStream {
         inner.scratch.clear();
         if let Some(db) = db.filter(|&d| inner.selected != Some(d)) {
             let mut ib = itoa::Buffer::new();
-            encode(&mut inner.scratch, &[b"SELECT", ib.format(db).as_bytes()]);
+            encode::<&[u8]>(&mut inner.scratch, &[b"SELECT", ib.format(db).as_bytes()]);
             inner.selected = Some(db);
         }
         encode(&mut inner.scratch, args);
@@ -395,9 +397,9 @@ mod tests {
         let s = WriteStream::default();
         let (start, mut f) = s.attach();
         assert_eq!(start, 0);
-        s.append(0, &[b"SET", b"k", b"v"]);
-        s.append(0, &[b"DEL", b"k"]);
-        s.append(3, &[b"DEL", b"x"]);
+        s.append::<&[u8]>(0, &[b"SET", b"k", b"v"]);
+        s.append::<&[u8]>(0, &[b"DEL", b"k"]);
+        s.append::<&[u8]>(3, &[b"DEL", b"x"]);
         let a = f.rx.try_recv().unwrap();
         assert_eq!(
             &a[..],
@@ -414,7 +416,7 @@ mod tests {
     #[test]
     fn without_consumers_only_the_offset_moves() {
         let s = WriteStream::default();
-        s.append(0, &[b"SET", b"key", b"0123456789"]);
+        s.append::<&[u8]>(0, &[b"SET", b"key", b"0123456789"]);
         let args: [&[u8]; 3] = [b"SET", b"key", b"0123456789"];
         let mut buf = BytesMut::new();
         encode(&mut buf, &args);
@@ -434,7 +436,7 @@ mod tests {
         let (start, f) = s.attach();
         drop(f);
         for i in 0..100u32 {
-            s.append(0, &[b"SET", b"k", i.to_string().as_bytes()]);
+            s.append::<&[u8]>(0, &[b"SET", b"k", i.to_string().as_bytes()]);
         }
         let end = s.offset();
         // Everything since `start` is in the backlog.
@@ -457,7 +459,7 @@ mod tests {
         drop(f);
         let val = vec![b'x'; 1000];
         for _ in 0..100 {
-            s.append(0, &[b"SET", b"k", &val]);
+            s.append::<&[u8]>(0, &[b"SET", b"k", &val]);
         }
         let info = s.backlog_info();
         assert_eq!(info.histlen, 16 * 1024);
@@ -468,7 +470,7 @@ mod tests {
         // The last command is intact at the end.
         assert!(hist.ends_with(&val[..10]) || hist.ends_with(b"\r\n"));
         let mut last = BytesMut::new();
-        encode(&mut last, &[b"SET", b"k", &val]);
+        encode::<&[u8]>(&mut last, &[b"SET", b"k", &val]);
         assert!(hist.ends_with(&last));
     }
 
@@ -479,7 +481,7 @@ mod tests {
         let (_, slow) = s.attach();
         let (_, fast) = s.attach();
         for _ in 0..20 {
-            s.append(0, &[b"SET", b"k", &[b'v'; 100]]);
+            s.append::<&[u8]>(0, &[b"SET", b"k", &[b'v'; 100]]);
             fast.consumed(fast.queued());
         }
         assert!(slow.overflowed());
@@ -495,7 +497,7 @@ mod tests {
         assert_eq!(start, 500);
         s.append_raw(Bytes::from_static(b"*1\r\n$4\r\nPING\r\n"));
         assert_eq!(s.offset(), 514);
-        s.append(2, &[b"DEL", b"a"]);
+        s.append::<&[u8]>(2, &[b"DEL", b"a"]);
         let _ = f.rx.try_recv().unwrap();
         let b = f.rx.try_recv().unwrap();
         assert!(b.starts_with(b"*2\r\n$6\r\nSELECT\r\n$1\r\n2\r\n"));

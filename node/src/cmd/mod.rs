@@ -1041,8 +1041,7 @@ pub fn run_with_view<'n>(
         if v.dirty > 0 {
             node.dirty.fetch_add(v.dirty, Ordering::Relaxed);
             if !v.propagated && spec.flags & flag::WRITE != 0 {
-                let refs: SmallVec<[&[u8]; 8]> = args.iter().map(|a| &a[..]).collect();
-                v.stream.append(v.db, &refs);
+                v.stream.append(v.db, args);
             }
         }
         v.dirty = 0;
