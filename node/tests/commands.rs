@@ -922,6 +922,45 @@ fn flushall_async() {
     assert_eq!(c.run("FLUSHALL LAZY"), err("ERR syntax error"));
 }
 
+/// Tokio worker threads of a running node, by thread name.
+fn worker_thread_count(pid: u32) -> usize {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("proc");
+    tasks
+        .filter_map(|t| t.ok())
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm"))
+                .is_ok_and(|c| c.trim() == "tokio-rt-worker")
+        })
+        .count()
+}
+
+#[test]
+fn worker_threads_follow_the_directive_and_default_to_cores_but_one() {
+    let s = Server::start(&["--worker-threads", "3", "--shards", "2"]);
+    let mut c = s.conn();
+    let info = c.run("INFO server");
+    assert_eq!(info_field(&info, "worker_threads").as_deref(), Some("3"));
+    assert_eq!(worker_thread_count(s.pid()), 3);
+    // Clients spread over the workers all get served.
+    let mut conns: Vec<Conn> = (0..8).map(|_| s.conn()).collect();
+    for (i, k) in conns.iter_mut().enumerate() {
+        assert_eq!(k.cmd(&["SET", &format!("k{i}"), "v"]), ok());
+    }
+    assert_eq!(c.run("DBSIZE"), Reply::Int(8));
+
+    let d = Server::start(&[]);
+    let mut c = d.conn();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let want = cores.saturating_sub(1).max(1);
+    let info = c.run("INFO server");
+    assert_eq!(info_field(&info, "worker_threads"), Some(want.to_string()));
+    assert_eq!(worker_thread_count(d.pid()), want);
+    assert_eq!(
+        c.run("CONFIG SET worker-threads 2"),
+        err("ERR CONFIG SET failed (possibly related to argument 'worker-threads') - can't set immutable config")
+    );
+}
+
 #[test]
 fn swapdb_copy_rename_across_shards() {
     let s = Server::start(&["--shards", "4"]);
