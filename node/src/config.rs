@@ -1296,8 +1296,8 @@ impl Config {
     /// default one per CPU core but one (at least one). The core left over
     /// serves the kernel's network processing and the node's background
     /// threads; with every core running a worker, the workers and the
-    /// kernel compete for the cores and latency suffers (on 2 cores, p99 at
-    /// 50 clients rose by half against a single worker).
+    /// kernel compete for the cores and latency suffers (on 2 cores with a
+    /// local client, p99 at 50 clients was up to twice a single worker's).
     pub fn effective_worker_threads(&self) -> usize {
         match usize::try_from(self.worker_threads) {
             Ok(n) if n > 0 => n,

@@ -4,7 +4,7 @@
 //! is mostly spare buckets and control bytes (about 47 bytes per key for
 //! 24-byte entries). A slot of up to [`SMALL_MAX`] keys therefore keeps its
 //! entries in an exactly sized array searched linearly (lengths are compared
-//! before bytes, so a miss rarely touches a key); a slot that grows past it
+//! before bytes, so a miss rarely reads a key); a slot that grows past it
 //! switches to a hash table, and goes back to the array when it shrinks to
 //! half of that.
 
@@ -26,9 +26,11 @@ impl Default for KeyIndex {
     }
 }
 
+/// Slice equality compares the lengths first, so a key of another length
+/// is rejected without reading its bytes.
 #[inline]
 fn matches(e: &Entry, key: &[u8]) -> bool {
-    e.key_len() == key.len() && e.key() == key
+    e.key() == key
 }
 
 impl KeyIndex {

@@ -86,7 +86,7 @@ impl Entry {
         &self.blob[..self.key_len()]
     }
     #[inline]
-    pub fn key_len(&self) -> usize {
+    fn key_len(&self) -> usize {
         if self.is_obj() {
             self.blob.len()
         } else {
