@@ -80,6 +80,7 @@ fn main() -> ExitCode {
     }
     let pidfile = cfg.pidfile.clone();
     let threads = cfg.effective_worker_threads();
+    shardline_node::clock::init();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .enable_all()

@@ -31,7 +31,7 @@ pub fn unix_ms() -> i64 {
 const WALL_CLOCK_REUSE: Duration = Duration::from_millis(20);
 
 thread_local! {
-    static WALL_BASE: std::cell::Cell<Option<(Instant, i64)>> =
+    static WALL_BASE: std::cell::Cell<Option<(crate::clock::Instant, i64)>> =
         const { std::cell::Cell::new(None) };
 }
 
@@ -41,12 +41,12 @@ thread_local! {
 /// wall-clock reading at most [`WALL_CLOCK_REUSE`] old, so a command costs
 /// one clock read instead of two. A step of the system clock is seen within
 /// that period.
-pub fn unix_ms_at(at: Instant) -> i64 {
+pub fn unix_ms_at(at: crate::clock::Instant) -> i64 {
     WALL_BASE.with(|cell| {
         let (base_at, base_us) = match cell.get() {
             Some((b, us)) if at >= b && at - b < WALL_CLOCK_REUSE => (b, us),
             _ => {
-                let fresh = (Instant::now(), unix_us());
+                let fresh = (crate::clock::now(), unix_us());
                 cell.set(Some(fresh));
                 fresh
             }

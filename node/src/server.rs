@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -494,7 +494,7 @@ impl Conn {
         };
         // One clock read per command: each command starts when the one
         // before it in this batch ended.
-        let mut clock = Instant::now();
+        let mut clock = crate::clock::now();
         loop {
             let args = match self.pending.take() {
                 Some(a) => a,

@@ -21,7 +21,6 @@ use crate::engine::{KeyHints, KEY_HINTS_MAX};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
 
 use bytes::Bytes;
 use smallvec::SmallVec;
@@ -800,7 +799,7 @@ pub fn dispatch(
     args: &[Bytes],
     out: &mut bytes::BytesMut,
 ) -> Flow {
-    dispatch_at(node, client, args, out, Instant::now()).0
+    dispatch_at(node, client, args, out, crate::clock::now()).0
 }
 
 /// [`dispatch`] for a command that started at `started`, which a caller
@@ -811,8 +810,8 @@ pub fn dispatch_at(
     client: &mut Client,
     args: &[Bytes],
     out: &mut bytes::BytesMut,
-    started: Instant,
-) -> (Flow, Instant) {
+    started: crate::clock::Instant,
+) -> (Flow, crate::clock::Instant) {
     client.cmd_now_ms = crate::node::unix_ms_at(started);
     let flow = dispatch_inner(node, client, args, out, started);
     client.cmd_now_ms = 0;
@@ -824,8 +823,8 @@ fn dispatch_inner(
     client: &mut Client,
     args: &[Bytes],
     out: &mut bytes::BytesMut,
-    started: Instant,
-) -> (Flow, Instant) {
+    started: crate::clock::Instant,
+) -> (Flow, crate::clock::Instant) {
     let mut w = ReplyWriter::new(out, client.proto);
     client.pending_cmds += 1;
     let (top, spec) = match resolve_cached(client, args) {
@@ -931,7 +930,7 @@ fn dispatch_inner(
         let ready = std::mem::take(&mut client.ready_keys);
         serve_ready(node, ready);
     }
-    let ended = Instant::now();
+    let ended = crate::clock::now();
     let micros = ended.saturating_duration_since(started).as_micros() as u64;
     after_call(node, client, args, spec, micros);
     (flow, ended)
