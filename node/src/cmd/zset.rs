@@ -544,6 +544,13 @@ fn zadd_generic(ctx: &mut Ctx, mut f: AddFlags, ch_default: bool) -> CmdResult {
             } else {
                 &mut fresh
             };
+            if !f.xx && !f.incr {
+                let members = scores
+                    .iter()
+                    .enumerate()
+                    .map(|(j, &score)| (&args[idx + 1 + j * 2][..], score));
+                z.reserve_for(members, &limits);
+            }
             for (j, &score) in scores.iter().enumerate() {
                 let member = &args[idx + 1 + j * 2];
                 match add_one(z, score, member, f, &limits) {
@@ -564,6 +571,7 @@ fn zadd_generic(ctx: &mut Ctx, mut f: AddFlags, ch_default: bool) -> CmdResult {
                     }
                 }
             }
+            z.release_spare();
         }
         if exists {
             if added + updated > 0 {

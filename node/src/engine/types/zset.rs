@@ -160,6 +160,25 @@ fn score_tag(score: f64) -> u8 {
     TAG_F64
 }
 
+/// The bytes [`encode_entry`] writes for `member` and `score`.
+fn entry_len(member: &[u8], score: f64) -> usize {
+    let n = member.len();
+    let header = if n < INLINE_LEN_MAX {
+        1
+    } else {
+        // The inline marker, then the length in 7-bit groups.
+        1 + (usize::BITS - n.leading_zeros()).div_ceil(7) as usize
+    };
+    let score_bytes = match score_tag(score) {
+        TAG_ZERO => 0,
+        TAG_I8 => 1,
+        TAG_I16 => 2,
+        TAG_I32 => 4,
+        _ => 8,
+    };
+    header + score_bytes + n
+}
+
 fn encode_entry(out: &mut SmallVec<[u8; 96]>, member: &[u8], score: f64) {
     let tag = score_tag(score);
     let n = member.len();
@@ -1007,6 +1026,45 @@ impl ZSetObj {
         }
     }
 
+    /// Prepares for adding the members of one command (ZADD): a compact
+    /// set that stays compact with all of them gets the room for their
+    /// entries in one allocation, instead of growing once per member
+    /// through every allocator size class on the way (which left
+    /// partly used slabs behind: about 20 bytes of RSS per key when
+    /// loading 100k sets of 50 members). Members already present may make
+    /// this an over-estimate: [`ZSetObj::release_spare`] gives it back.
+    pub fn reserve_for<'m>(
+        &mut self,
+        members: impl Iterator<Item = (&'m [u8], f64)> + Clone,
+        limits: &EncodingLimits,
+    ) {
+        let ZSetObj::Listpack(lp) = self else {
+            return;
+        };
+        let mut count = 0;
+        let mut bytes = 0;
+        for (m, score) in members {
+            if m.len() > limits.zset_max_listpack_value {
+                return;
+            }
+            count += 1;
+            bytes += entry_len(m, score);
+        }
+        if count < 2 || lp.len() + count > limits.zset_max_listpack_entries {
+            return;
+        }
+        lp.buf.reserve_exact(bytes);
+    }
+
+    /// Frees capacity left over by [`ZSetObj::reserve_for`].
+    pub fn release_spare(&mut self) {
+        if let ZSetObj::Listpack(lp) = self {
+            if lp.buf.capacity() > lp.buf.len() {
+                lp.buf.shrink_to_fit();
+            }
+        }
+    }
+
     /// Adds a member known to be absent, converting the encoding first if
     /// the set would exceed the compact limits.
     pub fn insert_new(&mut self, member: &[u8], score: f64, limits: &EncodingLimits) {
@@ -1394,6 +1452,80 @@ mod tests {
             });
             assert_eq!(got.as_ref(), Some(m));
         }
+    }
+
+    #[test]
+    fn entry_len_matches_the_encoding() {
+        let scores = [
+            0.0,
+            -0.0,
+            1.0,
+            -128.0,
+            300.0,
+            -70000.0,
+            2147483647.0,
+            1.5,
+            f64::INFINITY,
+        ];
+        for n in [0usize, 1, 30, 31, 32, 127, 128, 16383, 16384, 70000] {
+            let member = vec![b'm'; n];
+            for &score in &scores {
+                let mut enc: SmallVec<[u8; 96]> = SmallVec::new();
+                encode_entry(&mut enc, &member, score);
+                assert_eq!(
+                    entry_len(&member, score),
+                    enc.len(),
+                    "len {n} score {score}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_reserved_multi_member_add_allocates_exactly_and_matches_one_by_one() {
+        let lim = limits(128);
+        let members: Vec<(Vec<u8>, f64)> = (0..60)
+            .map(|i| {
+                (
+                    format!("member:{:04}", i % 50).into_bytes(),
+                    (i * 7 % 13) as f64 - 3.5,
+                )
+            })
+            .collect();
+        let mut plain = ZSetObj::default();
+        let mut reserved = ZSetObj::default();
+        reserved.reserve_for(members.iter().map(|(m, s)| (&m[..], *s)), &lim);
+        let ZSetObj::Listpack(lp) = &reserved else {
+            panic!("a small set starts as a listpack");
+        };
+        let room = lp.buf.capacity();
+        for (m, s) in &members {
+            for z in [&mut plain, &mut reserved] {
+                if z.score(m).is_some() {
+                    z.update(m, *s);
+                } else {
+                    z.insert_new(m, *s, &lim);
+                }
+            }
+        }
+        let ZSetObj::Listpack(lp) = &reserved else {
+            panic!("50 members stay a listpack");
+        };
+        // Updates re-encode entries: the room reserved for all 60 covers them.
+        assert!(lp.buf.len() <= room);
+        reserved.release_spare();
+        let ZSetObj::Listpack(lp) = &reserved else {
+            panic!("still a listpack");
+        };
+        assert_eq!(lp.buf.capacity(), lp.buf.len());
+        assert_eq!(reserved.entries(), plain.entries());
+        // Too many for the compact limits: nothing is reserved.
+        let mut big = ZSetObj::default();
+        big.reserve_for(members.iter().map(|(m, s)| (&m[..], *s)), &limits(10));
+        let ZSetObj::Listpack(lp) = &big else {
+            panic!("an empty set is a listpack");
+        };
+        assert_eq!(lp.buf.capacity(), 0);
     }
 
     #[test]
