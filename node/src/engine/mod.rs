@@ -268,13 +268,14 @@ pub struct View<'a> {
 /// Slots of a command's first key arguments: (address, length, slot). A
 /// few entries, kept inline: the view holding them is built for every
 /// command, and keys beyond these are hashed again (a few nanoseconds).
-pub type KeyHints = SmallVec<[(usize, usize, u16); KEY_HINTS_MAX]>;
+pub type KeyHints = SmallVec<[(usize, u32, u16); KEY_HINTS_MAX]>;
 
 /// How many key slots a view remembers (see [`KeyHints`]).
 pub const KEY_HINTS_MAX: usize = 4;
 
 impl<'a> View<'a> {
     #[allow(clippy::too_many_arguments)]
+    #[inline]
     pub fn new(
         keyspace: &'a Keyspace,
         guards: Guards<'a>,
@@ -309,7 +310,7 @@ impl<'a> View<'a> {
     fn slot_of(&self, key: &[u8]) -> usize {
         let (p, l) = (key.as_ptr() as usize, key.len());
         for &(hp, hl, slot) in &self.key_hints {
-            if hp == p && hl == l {
+            if hp == p && hl as usize == l {
                 return slot as usize;
             }
         }
