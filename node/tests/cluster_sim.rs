@@ -1641,6 +1641,63 @@ fn keys_of_a_lost_slot_go_after_a_grace_period_unless_it_is_in_migration() {
 /// target, which then gave it away: each node believed the other owned it.
 /// The target now ignores the source's claims of a slot it just took over,
 /// for a moment; after that, claims count as usual.
+/// redis-cli's fix of a slot that two nodes hold open makes one of them
+/// the owner with DELSLOTS, ADDSLOTS and BUMPEPOCH, and only then sends the
+/// other one DELSLOTS. A ping the other built in between still claims the
+/// slot, and if its configEpoch is newer (it bumped it for another slot of
+/// the same repair), that claim took the slot from the new owner, which then
+/// dropped its keys while the other node, told to forget the slot, believed
+/// the new owner had it. The node that ADDSLOTS made the owner now ignores
+/// other claims of the slot for a moment; after that they count as usual.
+#[test]
+fn a_stale_claim_does_not_undo_an_addslots() {
+    let mut sim = form(2, 2, 44);
+    let slot = first_slot_of(&sim, 0);
+    let (a, b) = (sim.name(0), sim.name(1));
+    sim.call(1, |m, now| m.del_slots(&[slot], now)).unwrap();
+    sim.call(1, |m, now| m.add_slots(&[slot], now)).unwrap();
+    assert_eq!(sim.nodes[1].m.owner(slot), Some(b));
+    // The other holder's ping, built before its DELSLOTS, with an epoch
+    // newer than anything the new owner knows.
+    let newer = sim.nodes[1].m.current_epoch + 5;
+    let stale_ping = |sim: &Sim| {
+        let mut claim = SlotBitmap::new();
+        for s in 0..16384u16 {
+            if sim.nodes[0].m.owner(s) == Some(a) {
+                claim.set(s, true);
+            }
+        }
+        claim.set(slot, true);
+        let peer = &sim.nodes[1].m.nodes[&a];
+        let mut msg = ping(a, claim, newer, Vec::new());
+        msg.header.port = peer.port;
+        msg.header.cport = peer.cport;
+        (
+            peer.inbound.expect("inbound link from the other holder"),
+            msg,
+        )
+    };
+    let (link, msg) = stale_ping(&sim);
+    let now = sim.node_now(1);
+    sim.nodes[1].m.receive(link, msg, now);
+    sim.flush(1);
+    assert_eq!(
+        sim.nodes[1].m.owner(slot),
+        Some(b),
+        "the stale claim took the slot back"
+    );
+    // The other holder gets its DELSLOTS and learns the new owner.
+    sim.call(0, |m, now| m.del_slots(&[slot], now)).unwrap();
+    let t = sim.run_until(10_000, |s| s.owns_everywhere(1, slot));
+    assert!(t.is_some(), "the slot did not settle on the new owner");
+    // Past the guard, a newer claim by another node counts again.
+    sim.run(3_000);
+    let (link, msg) = stale_ping(&sim);
+    let now = sim.node_now(1);
+    sim.nodes[1].m.receive(link, msg, now);
+    assert_eq!(sim.nodes[1].m.owner(slot), Some(a));
+}
+
 #[test]
 fn a_stale_claim_from_the_source_does_not_undo_a_handover() {
     let mut sim = form(2, 2, 43);

@@ -125,7 +125,7 @@ impl Machine {
                 };
                 if let Some(from) = imported_from {
                     self.handed_over
-                        .insert(slot, (from, now + HANDOVER_GUARD_MS));
+                        .insert(slot, (Some(from), now + HANDOVER_GUARD_MS));
                     // A slot moved by hand: a new configEpoch lets the
                     // change win over the old owner's claim everywhere.
                     let (bumped, e) = self.bump_epoch();
