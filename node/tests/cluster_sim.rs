@@ -1641,6 +1641,25 @@ fn keys_of_a_lost_slot_go_after_a_grace_period_unless_it_is_in_migration() {
 /// target, which then gave it away: each node believed the other owned it.
 /// The target now ignores the source's claims of a slot it just took over,
 /// for a moment; after that, claims count as usual.
+/// A ping from node `from` to node `to` claiming `slot` besides the slots
+/// `from` owns, with configEpoch `epoch`: what a node sends when it has not
+/// yet heard that the slot moved.
+fn stale_claim(sim: &Sim, from: usize, to: usize, slot: u16, epoch: u64) -> (LinkId, Message) {
+    let a = sim.name(from);
+    let mut claim = SlotBitmap::new();
+    for s in 0..16384u16 {
+        if sim.nodes[from].m.owner(s) == Some(a) {
+            claim.set(s, true);
+        }
+    }
+    claim.set(slot, true);
+    let peer = &sim.nodes[to].m.nodes[&a];
+    let mut msg = ping(a, claim, epoch, Vec::new());
+    msg.header.port = peer.port;
+    msg.header.cport = peer.cport;
+    (peer.inbound.expect("inbound link from the claimant"), msg)
+}
+
 /// redis-cli's fix of a slot that two nodes hold open makes one of them
 /// the owner with DELSLOTS, ADDSLOTS and BUMPEPOCH, and only then sends the
 /// other one DELSLOTS. A ping the other built in between still claims the
@@ -1660,23 +1679,7 @@ fn a_stale_claim_does_not_undo_an_addslots() {
     // The other holder's ping, built before its DELSLOTS, with an epoch
     // newer than anything the new owner knows.
     let newer = sim.nodes[1].m.current_epoch + 5;
-    let stale_ping = |sim: &Sim| {
-        let mut claim = SlotBitmap::new();
-        for s in 0..16384u16 {
-            if sim.nodes[0].m.owner(s) == Some(a) {
-                claim.set(s, true);
-            }
-        }
-        claim.set(slot, true);
-        let peer = &sim.nodes[1].m.nodes[&a];
-        let mut msg = ping(a, claim, newer, Vec::new());
-        msg.header.port = peer.port;
-        msg.header.cport = peer.cport;
-        (
-            peer.inbound.expect("inbound link from the other holder"),
-            msg,
-        )
-    };
+    let stale_ping = |sim: &Sim| stale_claim(sim, 0, 1, slot, newer);
     let (link, msg) = stale_ping(&sim);
     let now = sim.node_now(1);
     sim.nodes[1].m.receive(link, msg, now);
@@ -1721,20 +1724,7 @@ fn a_stale_claim_from_the_source_does_not_undo_a_handover() {
     // The source's ping, built before its SETSLOT NODE, with an epoch
     // newer than anything the target knows.
     let newer = sim.nodes[1].m.current_epoch + 5;
-    let stale_ping = |sim: &Sim| {
-        let mut claim = SlotBitmap::new();
-        for s in 0..16384u16 {
-            if sim.nodes[0].m.owner(s) == Some(a) {
-                claim.set(s, true);
-            }
-        }
-        claim.set(slot, true);
-        let peer = &sim.nodes[1].m.nodes[&a];
-        let mut msg = ping(a, claim, newer, Vec::new());
-        msg.header.port = peer.port;
-        msg.header.cport = peer.cport;
-        (peer.inbound.expect("inbound link from the source"), msg)
-    };
+    let stale_ping = |sim: &Sim| stale_claim(sim, 0, 1, slot, newer);
     let (link, msg) = stale_ping(&sim);
     let now = sim.node_now(1);
     sim.nodes[1].m.receive(link, msg, now);
