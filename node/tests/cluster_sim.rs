@@ -1644,6 +1644,26 @@ fn keys_of_a_lost_slot_go_after_a_grace_period_unless_it_is_in_migration() {
 /// A ping from node `from` to node `to` claiming `slot` besides the slots
 /// `from` owns, with configEpoch `epoch`: what a node sends when it has not
 /// yet heard that the slot moved.
+/// Node 0 claims `slot`, which node 1 just took, with a configEpoch newer
+/// than any node 1 knows: node 1 must keep the slot. Returns that epoch.
+fn stale_claim_is_ignored(sim: &mut Sim, slot: u16) -> u64 {
+    let newer = sim.nodes[1].m.current_epoch + 5;
+    deliver_stale_claim(sim, 0, 1, slot, newer);
+    sim.flush(1);
+    assert_eq!(
+        sim.nodes[1].m.owner(slot),
+        Some(sim.name(1)),
+        "the stale claim took the slot back"
+    );
+    newer
+}
+
+fn deliver_stale_claim(sim: &mut Sim, from: usize, to: usize, slot: u16, epoch: u64) {
+    let (link, msg) = stale_claim(sim, from, to, slot, epoch);
+    let now = sim.node_now(to);
+    sim.nodes[to].m.receive(link, msg, now);
+}
+
 fn stale_claim(sim: &Sim, from: usize, to: usize, slot: u16, epoch: u64) -> (LinkId, Message) {
     let a = sim.name(from);
     let mut claim = SlotBitmap::new();
@@ -1678,26 +1698,14 @@ fn a_stale_claim_does_not_undo_an_addslots() {
     assert_eq!(sim.nodes[1].m.owner(slot), Some(b));
     // The other holder's ping, built before its DELSLOTS, with an epoch
     // newer than anything the new owner knows.
-    let newer = sim.nodes[1].m.current_epoch + 5;
-    let stale_ping = |sim: &Sim| stale_claim(sim, 0, 1, slot, newer);
-    let (link, msg) = stale_ping(&sim);
-    let now = sim.node_now(1);
-    sim.nodes[1].m.receive(link, msg, now);
-    sim.flush(1);
-    assert_eq!(
-        sim.nodes[1].m.owner(slot),
-        Some(b),
-        "the stale claim took the slot back"
-    );
+    let newer = stale_claim_is_ignored(&mut sim, slot);
     // The other holder gets its DELSLOTS and learns the new owner.
     sim.call(0, |m, now| m.del_slots(&[slot], now)).unwrap();
     let t = sim.run_until(10_000, |s| s.owns_everywhere(1, slot));
     assert!(t.is_some(), "the slot did not settle on the new owner");
     // Past the guard, a newer claim by another node counts again.
     sim.run(3_000);
-    let (link, msg) = stale_ping(&sim);
-    let now = sim.node_now(1);
-    sim.nodes[1].m.receive(link, msg, now);
+    deliver_stale_claim(&mut sim, 0, 1, slot, newer);
     assert_eq!(sim.nodes[1].m.owner(slot), Some(a));
 }
 
@@ -1723,17 +1731,7 @@ fn a_stale_claim_from_the_source_does_not_undo_a_handover() {
     assert_eq!(sim.nodes[1].m.owner(slot), Some(b));
     // The source's ping, built before its SETSLOT NODE, with an epoch
     // newer than anything the target knows.
-    let newer = sim.nodes[1].m.current_epoch + 5;
-    let stale_ping = |sim: &Sim| stale_claim(sim, 0, 1, slot, newer);
-    let (link, msg) = stale_ping(&sim);
-    let now = sim.node_now(1);
-    sim.nodes[1].m.receive(link, msg, now);
-    sim.flush(1);
-    assert_eq!(
-        sim.nodes[1].m.owner(slot),
-        Some(b),
-        "the stale claim took the slot back"
-    );
+    let newer = stale_claim_is_ignored(&mut sim, slot);
     // The source hears of the handover: both agree on the target.
     sim.call(0, |m, now| m.set_slot(slot, &SetSlot::Node(bid), 0, now))
         .unwrap();
@@ -1741,8 +1739,6 @@ fn a_stale_claim_from_the_source_does_not_undo_a_handover() {
     assert!(t.is_some(), "the slot did not settle on the target");
     // Past the guard, a newer claim by the old source counts again.
     sim.run(3_000);
-    let (link, msg) = stale_ping(&sim);
-    let now = sim.node_now(1);
-    sim.nodes[1].m.receive(link, msg, now);
+    deliver_stale_claim(&mut sim, 0, 1, slot, newer);
     assert_eq!(sim.nodes[1].m.owner(slot), Some(a));
 }
