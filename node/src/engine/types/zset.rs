@@ -1035,7 +1035,7 @@ impl ZSetObj {
     /// this an over-estimate: [`ZSetObj::release_spare`] gives it back.
     pub fn reserve_for<'m>(
         &mut self,
-        members: impl Iterator<Item = (&'m [u8], f64)> + Clone,
+        members: impl Iterator<Item = (&'m [u8], f64)>,
         limits: &EncodingLimits,
     ) {
         let ZSetObj::Listpack(lp) = self else {
