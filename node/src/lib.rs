@@ -2,6 +2,7 @@
 //! wire-compatible with Redis 7 Cluster.
 
 pub mod blocking;
+pub mod busy_poll;
 pub mod clock;
 pub mod cluster;
 pub mod cmd;

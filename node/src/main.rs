@@ -153,6 +153,10 @@ async fn run(node: Arc<Node>, pidfile: &str) -> ExitCode {
         tokio::spawn(server::accept_loop(node.clone(), l));
     }
     tokio::spawn(server::cron(node.clone()));
+    {
+        let n = node.clone();
+        tokio::spawn(async move { n.hot.busy_poll.run().await });
+    }
     use tokio::signal::unix::{signal, SignalKind};
     let (mut term, mut int) = match (
         signal(SignalKind::terminate()),

@@ -285,6 +285,8 @@ pub struct HotConfig {
     /// Packed: bit 63 set when enabled, factor in bits 32..63, decay below.
     lfu: AtomicU64,
     limits: RwLock<crate::engine::types::EncodingLimits>,
+    /// Polling after requests (`busy-poll-us`).
+    pub busy_poll: crate::busy_poll::BusyPoll,
 }
 
 impl HotConfig {
@@ -308,6 +310,7 @@ impl HotConfig {
         self.slowlog_max_len
             .store(nonneg(c.slowlog_max_len), Ordering::Relaxed);
         self.hz.store(c.hz.clamp(1, 500) as u32, Ordering::Relaxed);
+        self.busy_poll.set_window_us(nonneg(c.busy_poll_us));
         crate::cmd::server::set_allocator_background_thread(c.jemalloc_bg_thread);
         let to_write = c.min_replicas_to_write.clamp(0, i64::from(u32::MAX)) as u64;
         let lag = c.min_replicas_max_lag.clamp(0, i64::from(u32::MAX)) as u64;

@@ -266,6 +266,7 @@ impl Conn {
                     if n == 0 {
                         return Ok(());
                     }
+                    self.node.hot.busy_poll.poke();
                     self.node.stats.total_net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
                     handle.last_interaction_ms.store(unix_ms(), Ordering::Relaxed);
                     let mut step = self.process(client);
@@ -630,6 +631,8 @@ pub async fn cron(node: Arc<Node>) {
     let mut rng = rand::rngs::StdRng::from_entropy();
     use rand::SeedableRng;
     let mut last_second = 0i64;
+    let mut pressure = crate::busy_poll::PressureGate::default();
+    let cron_start = std::time::Instant::now();
     loop {
         let hz = node.hot.hz.load(Ordering::Relaxed).max(1);
         let period = Duration::from_millis(1000 / u64::from(hz));
@@ -637,6 +640,7 @@ pub async fn cron(node: Arc<Node>) {
             _ = tokio::time::sleep(period) => {}
             _ = node.shutdown.notified() => return,
         }
+        crate::busy_poll::cron_tick(&node.hot.busy_poll, &mut pressure, cron_start);
         let now = unix_ms();
         if now / 1000 != last_second {
             last_second = now / 1000;

@@ -1089,3 +1089,48 @@ fn scan_under_concurrent_modification() {
     let churned = churn.join().unwrap();
     assert!(churned > 50, "the writer did not run concurrently");
 }
+
+/// CPU time (user + system, in clock ticks) the process used so far.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name, which is in parentheses.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// `busy-poll-us`: the node polls after requests while allowed, stops
+/// polling once clients go quiet, and CONFIG SET turns it off.
+#[test]
+fn busy_polling_follows_clients_and_stops_when_they_go_quiet() {
+    let s = Server::start(&["--busy-poll-us", "5000"]);
+    let mut c = s.conn();
+    let armed_before = info_int(&mut c, "stats", "busy_poll_armed");
+    for i in 0..2000 {
+        assert_eq!(c.run(&format!("SET k{} v", i % 10)), ok());
+    }
+    let armed_after = info_int(&mut c, "stats", "busy_poll_armed");
+    if armed_before == 1 && armed_after == 1 {
+        // Armed throughout (two CPUs or more, no CPU pressure meanwhile).
+        assert!(info_int(&mut c, "stats", "busy_poll_episodes") >= 1);
+    }
+    // Quiet: after the window the node sleeps. A node still polling
+    // would use a whole CPU, 100 ticks a second.
+    std::thread::sleep(Duration::from_millis(100));
+    let a = cpu_ticks(s.pid());
+    std::thread::sleep(Duration::from_millis(1000));
+    let used = cpu_ticks(s.pid()) - a;
+    assert!(used < 30, "an idle node used {used} ticks in 1 s");
+    // CONFIG SET busy-poll-us 0 disarms it, and no more episodes start.
+    assert_eq!(c.run("CONFIG SET busy-poll-us 0"), ok());
+    assert_eq!(info_int(&mut c, "stats", "busy_poll_armed"), 0);
+    let episodes = info_int(&mut c, "stats", "busy_poll_episodes");
+    for _ in 0..200 {
+        assert_eq!(c.run("GET k1"), bulk("v"));
+    }
+    assert_eq!(info_int(&mut c, "stats", "busy_poll_episodes"), episodes);
+    assert_eq!(
+        c.cmd(&["CONFIG", "GET", "busy-poll-us"]),
+        Reply::Array(vec![bulk("busy-poll-us"), bulk("0")])
+    );
+}
