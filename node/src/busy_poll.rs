@@ -13,8 +13,8 @@
 //! Polling burns a core, so it is only worth it when a core is free. The
 //! poller runs only while
 //! - `busy-poll-us` is not 0,
-//! - the process may use at least two CPUs (`available_parallelism`, which
-//!   honours affinity masks and cgroup CPU quotas), and
+//! - the process may use at least two CPUs (`available_parallelism` at
+//!   start-up, which honours affinity masks and cgroup CPU quotas), and
 //! - the machine showed no CPU pressure over the last cron tick: the
 //!   kernel's pressure-stall figure (`/proc/pressure/cpu`, "some") stayed
 //!   under [`PRESSURE_LIMIT`] of the tick. With two redis-benchmark runs
@@ -56,6 +56,8 @@ pub struct BusyPoll {
     armed: AtomicBool,
     /// Episodes started, for `INFO stats` (`busy_poll_episodes`).
     episodes: AtomicU64,
+    /// The process may use two CPUs or more (read once at start-up).
+    enough_cpus: bool,
     wake: Notify,
 }
 
@@ -67,6 +69,7 @@ impl Default for BusyPoll {
             spinning: AtomicBool::new(false),
             window_us: AtomicU64::new(0),
             gate_open: AtomicBool::new(cpus >= 2),
+            enough_cpus: cpus >= 2,
             armed: AtomicBool::new(false),
             episodes: AtomicU64::new(0),
             wake: Notify::new(),
@@ -210,7 +213,6 @@ pub fn parse_some_total(text: &str) -> Option<u64> {
 /// run. Without a readable pressure file (kernels before 4.20, or PSI
 /// turned off) only the CPU count decides.
 pub fn cron_tick(poll: &BusyPoll, gate: &mut PressureGate, started: std::time::Instant) {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let calm = match std::fs::read_to_string(PRESSURE_FILE)
         .ok()
         .as_deref()
@@ -219,7 +221,7 @@ pub fn cron_tick(poll: &BusyPoll, gate: &mut PressureGate, started: std::time::I
         Some(total) => gate.observe(total, started.elapsed().as_micros() as u64),
         None => true,
     };
-    poll.set_gate(cpus >= 2 && calm);
+    poll.set_gate(poll.enough_cpus && calm);
 }
 
 #[cfg(test)]
