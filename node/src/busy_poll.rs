@@ -63,13 +63,13 @@ pub struct BusyPoll {
 
 impl Default for BusyPoll {
     fn default() -> Self {
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let enough_cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2;
         BusyPoll {
             activity: AtomicBool::new(false),
             spinning: AtomicBool::new(false),
             window_us: AtomicU64::new(0),
-            gate_open: AtomicBool::new(cpus >= 2),
-            enough_cpus: cpus >= 2,
+            gate_open: AtomicBool::new(enough_cpus),
+            enough_cpus,
             armed: AtomicBool::new(false),
             episodes: AtomicU64::new(0),
             wake: Notify::new(),
@@ -211,8 +211,17 @@ pub fn parse_some_total(text: &str) -> Option<u64> {
 
 /// Called by the server cron every tick: re-evaluates whether polling may
 /// run. Without a readable pressure file (kernels before 4.20, or PSI
-/// turned off) only the CPU count decides.
+/// turned off) only the CPU count decides. The file is not read while
+/// its figure cannot matter: one CPU, or `busy-poll-us 0` (the gate then
+/// catches up on the first tick after polling is turned on).
 pub fn cron_tick(poll: &BusyPoll, gate: &mut PressureGate, started: std::time::Instant) {
+    if !poll.enough_cpus {
+        poll.set_gate(false);
+        return;
+    }
+    if poll.window_us.load(Ordering::Relaxed) == 0 {
+        return;
+    }
     let calm = match std::fs::read_to_string(PRESSURE_FILE)
         .ok()
         .as_deref()
@@ -221,7 +230,7 @@ pub fn cron_tick(poll: &BusyPoll, gate: &mut PressureGate, started: std::time::I
         Some(total) => gate.observe(total, started.elapsed().as_micros() as u64),
         None => true,
     };
-    poll.set_gate(poll.enough_cpus && calm);
+    poll.set_gate(calm);
 }
 
 #[cfg(test)]
