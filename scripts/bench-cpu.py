@@ -22,6 +22,7 @@ import csv
 import io
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -33,10 +34,18 @@ NODE = os.path.join(ROOT, "target", "release", "shardline-node")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_util import call, cleanup, free_port, wait  # noqa: E402
 
+
+def env_int(name, default):
+    value = os.environ.get(name, default)
+    if not value.isdigit() or int(value) < 1:
+        raise SystemExit("%s must be a positive integer, not %r" % (name, value))
+    return int(value)
+
+
 TEST = os.environ.get("TEST", "get")
-P = int(os.environ.get("P", "1"))
-N = int(os.environ.get("N", "500000"))
-ROUNDS = int(os.environ.get("ROUNDS", "4"))
+P = env_int("P", "1")
+N = env_int("N", "500000")
+ROUNDS = env_int("ROUNDS", "4")
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -69,6 +78,9 @@ def bench(port):
 def main():
     if not os.path.exists(NODE):
         raise SystemExit("build first: cargo build --release -p shardline-node")
+    for tool in ("redis-server", "redis-benchmark"):
+        if shutil.which(tool) is None:
+            raise SystemExit(tool + " not found: run the README's test command first")
     procs, dirs, servers = [], [], []
     try:
         configs = [
