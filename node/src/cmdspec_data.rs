@@ -6874,7 +6874,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "zrank",
-        arity: 3,
+        arity: -3,
         flags: flag::READONLY | flag::FAST,
         first_key: 1,
         last_key: 1,
@@ -6892,10 +6892,11 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
             doc_flags: 0,
             deprecated_since: None,
             replaced_by: None,
-            history: &[],
+            history: &[("7.2.0", "Added the optional `WITHSCORE` argument.")],
             arguments: &[
                 Arg { name: "key", typ: "key", key_spec_index: 0, token: None, since: None, deprecated_since: None, flags: 0, arguments: &[] },
                 Arg { name: "member", typ: "string", key_spec_index: -1, token: None, since: None, deprecated_since: None, flags: 0, arguments: &[] },
+                Arg { name: "withscore", typ: "pure-token", key_spec_index: -1, token: Some("WITHSCORE"), since: Some("7.2.0"), deprecated_since: None, flags: arg::OPTIONAL, arguments: &[] },
             ],
         },
         tips: &[],
@@ -7114,7 +7115,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "zrevrank",
-        arity: 3,
+        arity: -3,
         flags: flag::READONLY | flag::FAST,
         first_key: 1,
         last_key: 1,
@@ -7132,10 +7133,11 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
             doc_flags: 0,
             deprecated_since: None,
             replaced_by: None,
-            history: &[],
+            history: &[("7.2.0", "Added the optional `WITHSCORE` argument.")],
             arguments: &[
                 Arg { name: "key", typ: "key", key_spec_index: 0, token: None, since: None, deprecated_since: None, flags: 0, arguments: &[] },
                 Arg { name: "member", typ: "string", key_spec_index: -1, token: None, since: None, deprecated_since: None, flags: 0, arguments: &[] },
+                Arg { name: "withscore", typ: "pure-token", key_spec_index: -1, token: Some("WITHSCORE"), since: Some("7.2.0"), deprecated_since: None, flags: arg::OPTIONAL, arguments: &[] },
             ],
         },
         tips: &[],

@@ -702,15 +702,37 @@ fn zcard(ctx: &mut Ctx) -> CmdResult {
     Ok(())
 }
 
+/// ZRANK / ZREVRANK key member [WITHSCORE]. WITHSCORE is redis 7.2's
+/// (7.0 has no such option): the reply becomes [rank, score], and a
+/// missing key or member a null array.
 fn zrank_generic(ctx: &mut Ctx, rev: bool) -> CmdResult {
-    let (key, member) = (&ctx.args[1], &ctx.args[2]);
+    let args = ctx.args;
+    let with_score = match args.len() {
+        3 => false,
+        4 if eq_ic(&args[3], "withscore") => true,
+        4 => return err(SYNTAX),
+        _ => {
+            return Err(CmdError(format!(
+                "ERR wrong number of arguments for '{}' command",
+                ctx.spec.name
+            )))
+        }
+    };
+    let (key, member) = (&args[1], &args[2]);
     let view = ctx.view.as_mut().ok_or_else(no_view)?;
-    match zread(view, key)? {
-        None => ctx.out.null(),
-        Some(z) => match z.rank(member) {
-            Some(r) => ctx.out.int(if rev { z.len() - 1 - r } else { r } as i64),
-            None => ctx.out.null(),
-        },
+    let found = zread(view, key)?.and_then(|z| {
+        z.rank(member)
+            .map(|(r, score)| (if rev { z.len() - 1 - r } else { r }, score))
+    });
+    match (found, with_score) {
+        (Some((rank, _)), false) => ctx.out.int(rank as i64),
+        (Some((rank, score)), true) => {
+            ctx.out.array(2);
+            ctx.out.int(rank as i64);
+            ctx.out.double(score);
+        }
+        (None, false) => ctx.out.null(),
+        (None, true) => ctx.out.null_array(),
     }
     Ok(())
 }

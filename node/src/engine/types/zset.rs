@@ -1018,11 +1018,15 @@ impl ZSetObj {
         }
     }
 
-    /// 0-based rank (ascending) of a member.
-    pub fn rank(&self, member: &[u8]) -> Option<usize> {
+    /// 0-based rank (ascending) of a member, and its score.
+    pub fn rank(&self, member: &[u8]) -> Option<(usize, f64)> {
         match self {
-            ZSetObj::Listpack(lp) => lp.iter().position(|(m, _)| m == member),
-            ZSetObj::Skiplist(s) => s.find(member).map(|x| s.rank_of(x) - 1),
+            ZSetObj::Listpack(lp) => lp
+                .iter()
+                .enumerate()
+                .find(|(_, (m, _))| *m == member)
+                .map(|(i, (_, score))| (i, score)),
+            ZSetObj::Skiplist(s) => s.find(member).map(|x| (s.rank_of(x) - 1, s.node(x).score)),
         }
     }
 
@@ -1436,7 +1440,7 @@ mod tests {
         assert_eq!(z.entries(), model);
         for (i, (m, s)) in model.iter().enumerate() {
             assert_eq!(z.score(m), Some(*s));
-            assert_eq!(z.rank(m), Some(i));
+            assert_eq!(z.rank(m), Some((i, *s)));
         }
         for (i, (m, _)) in model.iter().enumerate() {
             let mut got = None;
