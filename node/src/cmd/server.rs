@@ -268,7 +268,7 @@ pub fn info_text(node: &Node, sections: &[String], sizes: Option<Vec<(usize, usi
         let st = &node.stats;
         let g = Stats::get;
         let s = format!(
-            "total_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\ntotal_error_replies:{}\r\nexpire_cycle_cpu_milliseconds:{}\r\nbusy_poll_armed:{}\r\nbusy_poll_episodes:{}\r\n",
+            "total_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\ntotal_error_replies:{}\r\nexpire_cycle_cpu_milliseconds:{}\r\nbusy_poll_armed:{}\r\nbusy_poll_episodes:{}\r\nbusy_poll_crowded:{}\r\n",
             g(&st.total_connections_received),
             g(&st.total_commands_processed),
             st.ops_sampler.lock().rate(),
@@ -288,6 +288,7 @@ pub fn info_text(node: &Node, sections: &[String], sizes: Option<Vec<(usize, usi
             g(&st.expire_cycle_cpu_micros) / 1000,
             i32::from(node.hot.busy_poll.armed()),
             node.hot.busy_poll.episodes(),
+            node.hot.busy_poll.crowded(),
         );
         section("Stats", s);
     }
