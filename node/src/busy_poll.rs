@@ -404,6 +404,25 @@ mod tests {
         assert!(g.observe(50_000, 500_000));
     }
 
+    /// A poller that reads its runnable-thread count from a file holding
+    /// `loadavg` (rewrite the returned path to change it).
+    fn poller_reading(
+        loadavg: &str,
+    ) -> (
+        tempfile::TempDir,
+        std::path::PathBuf,
+        std::sync::Arc<BusyPoll>,
+    ) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("loadavg");
+        std::fs::write(&path, loadavg).expect("write");
+        let poll = BusyPoll {
+            loadavg: path.clone(),
+            ..Default::default()
+        };
+        (dir, path, std::sync::Arc::new(poll))
+    }
+
     async fn wait_until_idle(poll: &BusyPoll) {
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while poll.spinning() && std::time::Instant::now() < deadline {
@@ -414,14 +433,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn the_poller_spins_while_poked_and_stops_after_the_window() {
         // A calm machine, whatever else runs while the tests do.
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("loadavg");
-        std::fs::write(&path, "0.00 0.00 0.00 1/100 1\n").expect("write");
-        let poll = BusyPoll {
-            loadavg: path,
-            ..Default::default()
-        };
-        let poll = std::sync::Arc::new(poll);
+        let (_dir, _path, poll) = poller_reading("0.00 0.00 0.00 1/100 1\n");
         poll.set_gate(true);
         poll.set_window_us(2_000);
         let p = poll.clone();
@@ -467,15 +479,8 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn a_crowded_machine_ends_the_episode_and_holds_polling_off() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("loadavg");
         // Far more runnable threads than any machine running this has CPUs.
-        std::fs::write(&path, "9.00 9.00 9.00 100000/100001 1\n").expect("write");
-        let poll = BusyPoll {
-            loadavg: path.clone(),
-            ..Default::default()
-        };
-        let poll = std::sync::Arc::new(poll);
+        let (_dir, path, poll) = poller_reading("9.00 9.00 9.00 100000/100001 1\n");
         poll.set_gate(true);
         poll.set_window_us(1_000_000);
         let p = poll.clone();
