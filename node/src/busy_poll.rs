@@ -404,10 +404,12 @@ mod tests {
         assert!(g.observe(50_000, 500_000));
     }
 
-    /// A poller that reads its runnable-thread count from a file holding
-    /// `loadavg` (rewrite the returned path to change it).
-    fn poller_reading(
+    /// A running poller with its gate open and a `window_us` window, that
+    /// reads its runnable-thread count from a file holding `loadavg`
+    /// (rewrite the returned path to change it).
+    fn started_poller(
         loadavg: &str,
+        window_us: u64,
     ) -> (
         tempfile::TempDir,
         std::path::PathBuf,
@@ -416,11 +418,15 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("loadavg");
         std::fs::write(&path, loadavg).expect("write");
-        let poll = BusyPoll {
+        let poll = std::sync::Arc::new(BusyPoll {
             loadavg: path.clone(),
             ..Default::default()
-        };
-        (dir, path, std::sync::Arc::new(poll))
+        });
+        poll.set_gate(true);
+        poll.set_window_us(window_us);
+        let p = poll.clone();
+        tokio::spawn(async move { p.run().await });
+        (dir, path, poll)
     }
 
     async fn wait_until_idle(poll: &BusyPoll) {
@@ -433,11 +439,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn the_poller_spins_while_poked_and_stops_after_the_window() {
         // A calm machine, whatever else runs while the tests do.
-        let (_dir, _path, poll) = poller_reading("0.00 0.00 0.00 1/100 1\n");
-        poll.set_gate(true);
-        poll.set_window_us(2_000);
-        let p = poll.clone();
-        tokio::spawn(async move { p.run().await });
+        let (_dir, _path, poll) = started_poller("0.00 0.00 0.00 1/100 1\n", 2_000);
         assert!(!poll.spinning());
         // Busy for 30 ms: it spins.
         let until = std::time::Instant::now() + Duration::from_millis(30);
@@ -480,11 +482,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn a_crowded_machine_ends_the_episode_and_holds_polling_off() {
         // Far more runnable threads than any machine running this has CPUs.
-        let (_dir, path, poll) = poller_reading("9.00 9.00 9.00 100000/100001 1\n");
-        poll.set_gate(true);
-        poll.set_window_us(1_000_000);
-        let p = poll.clone();
-        tokio::spawn(async move { p.run().await });
+        let (_dir, path, poll) = started_poller("9.00 9.00 9.00 100000/100001 1\n", 1_000_000);
         // Busy for 30 ms with a 1 s window: only crowding can end the
         // episodes, and each one ends within a few rounds.
         let until = std::time::Instant::now() + Duration::from_millis(30);
