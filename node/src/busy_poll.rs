@@ -84,6 +84,9 @@ pub struct BusyPoll {
     crowded: AtomicU64,
     /// The process may use two CPUs or more (read once at start-up).
     enough_cpus: bool,
+    /// The CPUs online on the machine (read once at start-up), which the
+    /// runnable-thread count is compared with.
+    online_cpus: usize,
     /// Where the number of runnable threads is read ([`LOADAVG_FILE`];
     /// tests point it elsewhere).
     loadavg: std::path::PathBuf,
@@ -99,6 +102,7 @@ impl Default for BusyPoll {
             window_us: AtomicU64::new(0),
             gate_open: AtomicBool::new(enough_cpus),
             enough_cpus,
+            online_cpus: online_cpus(),
             loadavg: std::path::PathBuf::from(LOADAVG_FILE),
             armed: AtomicBool::new(false),
             episodes: AtomicU64::new(0),
@@ -197,7 +201,7 @@ impl BusyPoll {
     async fn spin(&self, window: Duration) -> SpinEnd {
         let mut last_activity = crate::clock::now();
         let mut rounds = 0u32;
-        let mut runnable = RunnableCount::open(&self.loadavg, online_cpus());
+        let mut runnable = RunnableCount::open(&self.loadavg, self.online_cpus);
         loop {
             tokio::task::yield_now().await;
             let now = crate::clock::now();
