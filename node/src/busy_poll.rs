@@ -87,9 +87,9 @@ pub struct BusyPoll {
     /// The CPUs online on the machine (read once at start-up), which the
     /// runnable-thread count is compared with.
     online_cpus: usize,
-    /// Where the number of runnable threads is read ([`LOADAVG_FILE`];
-    /// tests point it elsewhere).
-    loadavg: std::path::PathBuf,
+    /// [`LOADAVG_FILE`], opened once and read with `pread` (tests put
+    /// another file here); `None` where it cannot be opened.
+    loadavg: Option<std::fs::File>,
     wake: Notify,
 }
 
@@ -103,7 +103,7 @@ impl Default for BusyPoll {
             gate_open: AtomicBool::new(enough_cpus),
             enough_cpus,
             online_cpus: online_cpus(),
-            loadavg: std::path::PathBuf::from(LOADAVG_FILE),
+            loadavg: std::fs::File::open(LOADAVG_FILE).ok(),
             armed: AtomicBool::new(false),
             episodes: AtomicU64::new(0),
             crowded: AtomicU64::new(0),
@@ -201,7 +201,6 @@ impl BusyPoll {
     async fn spin(&self, window: Duration) -> SpinEnd {
         let mut last_activity = crate::clock::now();
         let mut rounds = 0u32;
-        let mut runnable = RunnableCount::open(&self.loadavg, self.online_cpus);
         loop {
             tokio::task::yield_now().await;
             let now = crate::clock::now();
@@ -211,7 +210,9 @@ impl BusyPoll {
                 return SpinEnd::Quiet;
             }
             rounds = rounds.wrapping_add(1);
-            if rounds % CROWD_CHECK_ROUNDS == 0 && runnable.crowded() {
+            if rounds % CROWD_CHECK_ROUNDS == 0
+                && more_runnable_than(self.loadavg.as_ref(), self.online_cpus)
+            {
                 return SpinEnd::Crowded;
             }
             if rounds % 64 == 0 && !self.armed() {
@@ -230,36 +231,20 @@ enum SpinEnd {
     Crowded,
 }
 
-/// Reads the machine's number of runnable threads from `/proc/loadavg`,
-/// kept open for the episode.
-struct RunnableCount {
-    file: Option<std::fs::File>,
-    cpus: usize,
-}
-
-impl RunnableCount {
-    fn open(path: &std::path::Path, cpus: usize) -> Self {
-        RunnableCount {
-            file: std::fs::File::open(path).ok(),
-            cpus,
-        }
-    }
-
-    /// Whether more threads are runnable than there are CPUs (this one
-    /// included). Without the file (not Linux, or no procfs), never.
-    fn crowded(&mut self) -> bool {
-        use std::os::unix::fs::FileExt;
-        let Some(file) = &self.file else {
-            return false;
-        };
-        let mut buf = [0u8; 128];
-        let Ok(n) = file.read_at(&mut buf, 0) else {
-            self.file = None;
-            return false;
-        };
-        let text = std::str::from_utf8(&buf[..n]).unwrap_or("");
-        parse_runnable(text).is_some_and(|running| running > self.cpus)
-    }
+/// Whether the runnable-thread count read from `loadavg` (this thread
+/// included) is above `cpus`. Without the file (not Linux, or no
+/// procfs), or when it cannot be read or parsed, never.
+fn more_runnable_than(loadavg: Option<&std::fs::File>, cpus: usize) -> bool {
+    use std::os::unix::fs::FileExt;
+    let Some(file) = loadavg else {
+        return false;
+    };
+    let mut buf = [0u8; 128];
+    let Ok(n) = file.read_at(&mut buf, 0) else {
+        return false;
+    };
+    let text = std::str::from_utf8(&buf[..n]).unwrap_or("");
+    parse_runnable(text).is_some_and(|running| running > cpus)
 }
 
 /// The CPUs online on the machine. `/proc/loadavg` counts the runnable
@@ -371,18 +356,17 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("loadavg");
         std::fs::write(&path, "0.10 0.20 0.30 2/300 4242\n").expect("write");
-        let mut r = RunnableCount::open(&path, 2);
-        assert!(!r.crowded());
-        // The file is read again at every look, not once.
+        let file = std::fs::File::open(&path).ok();
+        assert!(!more_runnable_than(file.as_ref(), 2));
+        // The open file is read again at every look, not once.
         std::fs::write(&path, "0.10 0.20 0.30 3/300 4242\n").expect("write");
-        assert!(r.crowded());
-        let mut four = RunnableCount::open(&path, 4);
-        assert!(!four.crowded());
+        assert!(more_runnable_than(file.as_ref(), 2));
+        assert!(!more_runnable_than(file.as_ref(), 4));
         // Unreadable or malformed: never crowded (polling goes on).
         std::fs::write(&path, "garbage\n").expect("write");
-        assert!(!r.crowded());
-        let mut missing = RunnableCount::open(&dir.path().join("none"), 2);
-        assert!(!missing.crowded());
+        assert!(!more_runnable_than(file.as_ref(), 2));
+        let missing = std::fs::File::open(dir.path().join("none")).ok();
+        assert!(!more_runnable_than(missing.as_ref(), 2));
         // The real file parses.
         if let Ok(text) = std::fs::read_to_string(LOADAVG_FILE) {
             assert!(parse_runnable(&text).is_some_and(|n| n >= 1));
@@ -423,7 +407,7 @@ mod tests {
         let path = dir.path().join("loadavg");
         std::fs::write(&path, loadavg).expect("write");
         let poll = std::sync::Arc::new(BusyPoll {
-            loadavg: path.clone(),
+            loadavg: std::fs::File::open(&path).ok(),
             ..Default::default()
         });
         poll.set_gate(true);

@@ -711,12 +711,7 @@ fn zrank_generic(ctx: &mut Ctx, rev: bool) -> CmdResult {
         3 => false,
         4 if eq_ic(&args[3], "withscore") => true,
         4 => return err(SYNTAX),
-        _ => {
-            return Err(CmdError(format!(
-                "ERR wrong number of arguments for '{}' command",
-                ctx.spec.name
-            )))
-        }
+        _ => return Err(CmdError(crate::cmdspec::arity_error(ctx.spec.name))),
     };
     let (key, member) = (&args[1], &args[2]);
     let view = ctx.view.as_mut().ok_or_else(no_view)?;
