@@ -8,13 +8,16 @@
 #   MEMORY=0 scripts/bench.sh   # skip the memory measurement
 #   ROUNDS=5 scripts/bench.sh   # rounds per test (default 3)
 #   PIPELINES=1 scripts/bench.sh  # only without pipelining (default "1 16")
+#   NODE_ARGS="--busy-poll-us 0" scripts/bench.sh  # extra directives for shardline-node
 #
 # Each test runs ROUNDS times against each server, alternating, so that a
 # burst of machine noise hits both (odd rounds start with redis-server,
 # even rounds with shardline); the table shows the median of each
 # server's rounds (requests/s and p99), the ratio of the medians, the
-# median of the rounds' own ratios, and the lowest and highest of those. Also prints the memory figures for 1M
-# keys (16-byte keys, 32-byte values).
+# median of the rounds' own ratios and the lowest and highest of those,
+# and the median of the rounds' own p99 ratios (shardline / redis-server,
+# below 1 is better). Also prints the memory figures for 1M keys (16-byte
+# keys, 32-byte values).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-1000000}
@@ -22,6 +25,7 @@ C=${C:-50}
 TESTS=${TESTS:-set,get,incr,mset}
 ROUNDS=${ROUNDS:-3}
 PIPELINES=${PIPELINES:-1 16}
+read -r -a NODE_ARGS <<<"${NODE_ARGS:-}"
 cargo build --release -p shardline-node >/dev/null
 NODE=target/release/shardline-node
 command -v redis-server >/dev/null || { echo "redis-server not found: run the README's test command first" >&2; exit 1; }
@@ -40,7 +44,7 @@ start_redis() {
 }
 start_node() {
   local p; p=$(free_port); mkdir -p "$tmp/node-$p"
-  "$NODE" --port "$p" --dir "$tmp/node-$p" --loglevel warning >/dev/null 2>&1 &
+  "$NODE" --port "$p" --dir "$tmp/node-$p" --loglevel warning ${NODE_ARGS[@]+"${NODE_ARGS[@]}"} >/dev/null 2>&1 &
   pids+=($!); wait_up "$p"; echo "$p $!"
 }
 
@@ -54,14 +58,14 @@ r=csv.reader(sys.stdin); next(r)
 for row in r: print(row[0].split()[0], row[1], row[6])'
 }
 
-echo "# redis-benchmark -c $C -n $N, $ROUNDS rounds per test, medians  ($(nproc) cores, $(date -u +%F))"
+echo "# redis-benchmark -c $C -n $N, $ROUNDS rounds per test, medians  ($(nproc) cores, $(date -u +%F))${NODE_ARGS[*]:+, shardline-node ${NODE_ARGS[*]}}"
 read -r rp _ < <(start_redis)
 read -r np _ < <(start_node)
 for P in $PIPELINES; do
   echo
   echo "## pipeline $P"
-  echo "| test | redis-server rps | shardline rps | ratio | median round ratio | round ratios | redis p99 ms | shardline p99 ms |"
-  echo "|---|---|---|---|---|---|---|---|"
+  echo "| test | redis-server rps | shardline rps | ratio | median round ratio | round ratios | redis p99 ms | shardline p99 ms | median round p99 ratio |"
+  echo "|---|---|---|---|---|---|---|---|---|"
   for t in ${TESTS//,/ }; do
     rows=""
     for i in $(seq "$ROUNDS"); do
@@ -84,9 +88,11 @@ name = sys.argv[1]
 rows = [list(map(float, l.split())) for l in sys.stdin if l.strip()]
 med = lambda i: statistics.median(r[i] for r in rows)
 ratios = [r[2] / r[0] for r in rows]
+p99_ratios = [r[3] / r[1] for r in rows if r[1] > 0]
+p99_ratio = f"{statistics.median(p99_ratios):.2f}" if p99_ratios else "-"
 print(f"| {name} | {med(0):.0f} | {med(2):.0f} | {med(2) / med(0):.2f}x | "
       f"{statistics.median(ratios):.2f}x | {min(ratios):.2f}x-{max(ratios):.2f}x | "
-      f"{med(1):.3f} | {med(3):.3f} |")' "$t1"
+      f"{med(1):.3f} | {med(3):.3f} | {p99_ratio} |")' "$t1"
   done
 done
 redis-cli -p "$rp" shutdown nosave >/dev/null 2>&1 || true

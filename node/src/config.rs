@@ -889,7 +889,7 @@ config_table! {
     worker_threads: i64 = "worker-threads" [] Int { min: 0, max: 1024 }, "0", Immutable, Implemented;
     /// Microseconds a worker keeps polling for requests after one before it
     /// sleeps (0 = never polls); see [`crate::busy_poll`].
-    busy_poll_us: i64 = "busy-poll-us" [] Int { min: 0, max: 1_000_000 }, "100", Mutable, Implemented;
+    busy_poll_us: i64 = "busy-poll-us" [] Int { min: 0, max: 1_000_000 }, "10", Mutable, Implemented;
     cluster_enabled: bool = "cluster-enabled" [] Bool, "no", Immutable, Implemented;
     cluster_config_file: String = "cluster-config-file" [] Str, "nodes.conf", Immutable, Implemented;
     cluster_node_timeout: i64 = "cluster-node-timeout" [] Int { min: 0, max: LL_MAX }, "15000", Mutable, Implemented;
