@@ -46,7 +46,7 @@
 //! on this project's 2-core test machine, less with pipelining). When the
 //! client stalls instead, preempted by a kernel worker or out of work, a
 //! poller that waits 100 µs keeps a core busy that the client or the
-//! kernel could use, and p99 latency without pipelining was 5-11% worse
+//! kernel could use, and p99 latency without pipelining was up to 11% worse
 //! than redis-server's; with 10 µs it is at or below it, and throughput
 //! is the same.
 
